@@ -1,0 +1,1 @@
+"""ACRM pipelines: analytical-CRM segmentation as code on Dagster, dbt and DuckDB."""

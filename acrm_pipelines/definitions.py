@@ -1,0 +1,31 @@
+"""The one entry point Dagster loads (`dagster dev`, `dagster definitions validate`, `acrm run`)."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+from dagster_duckdb import DuckDBResource
+
+from acrm_pipelines.automation.jobs import daily_job, nightly_schedule
+from acrm_pipelines.automation.partitions import daily_partitions
+from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
+from acrm_pipelines.ingest.assets import raw_assets, raw_checks
+from acrm_pipelines.settings import Settings, quiet_telemetry
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    partitions = daily_partitions(settings)
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    return Definitions(
+        assets=[*raw_assets(settings, partitions), build_dbt_assets(partitions)],
+        asset_checks=raw_checks(partitions),
+        jobs=[daily_job],
+        schedules=[nightly_schedule],
+        resources={
+            "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
+            "dbt": dbt_resource(settings),
+        },
+    )
+
+
+quiet_telemetry()
+defs = build_definitions(Settings.from_env())

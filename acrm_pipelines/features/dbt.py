@@ -1,0 +1,72 @@
+"""The dbt project (staging ▶ intermediate ▶ marts) as Dagster assets, one dbt build per partition."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
+
+GROUP = "features"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def dbt_vars(as_of: str) -> dict[str, str]:
+    """The dbt vars for one partition: the as-of date that cuts every model."""
+    return {"as_of": as_of}
+
+
+def dbt_build_args(as_of: str) -> list[str]:
+    return ["build", "--vars", json.dumps(dbt_vars(as_of))]
+
+
+def dbt_executable() -> str:
+    """The venv's dbt beside this Python, so Dagster finds it without PATH set up."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_resource(settings: Settings) -> DbtCliResource:
+    # profiles.yml reads the DuckDB file from this variable; dbt runs as a subprocess of the run.
+    os.environ["ACRM_DUCKDB_PATH"] = str(settings.duckdb_path)
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+
+
+class AcrmDbtTranslator(DagsterDbtTranslator):
+    def get_asset_spec(self, manifest: dict[str, Any], unique_id: str, project: DbtProject | None):
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest.get("nodes", {}).get(unique_id)
+        if node is not None and node.get("resource_type") == "model":
+            return spec.replace_attributes(key=AssetKey([node["name"]]), group_name=GROUP)
+        return spec
+
+
+def manifest_path() -> Path:
+    path = dbt_project.manifest_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run `make setup` (it runs `dbt parse`) before loading the definitions"
+        )
+    return path
+
+
+def build_dbt_assets(partitions_def):
+    @dbt_assets(
+        manifest=manifest_path(),
+        project=dbt_project,
+        partitions_def=partitions_def,
+        dagster_dbt_translator=AcrmDbtTranslator(),
+        name="dbt_features",
+        pool=DUCKDB_POOL,
+    )
+    def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource):
+        yield from dbt.cli(dbt_build_args(context.partition_key), context=context).stream()
+
+    return dbt_features

@@ -1,0 +1,54 @@
+"""Settings from ``ACRM_*`` environment variables (the contract in docs/settings-and-cli.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+def _path(name: str, default: str) -> Path:
+    value = os.environ.get(name) or default
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing_dir: Path
+    duckdb_path: Path
+    segments_dir: Path
+    exports_dir: Path
+    outbox_dir: Path
+    start_date: date
+    default_region: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        start = os.environ.get("ACRM_START_DATE") or "2024-01-01"
+        try:
+            start_date = date.fromisoformat(start)
+        except ValueError as err:
+            raise ValueError(f"ACRM_START_DATE: expected YYYY-MM-DD, got {start!r}") from err
+        return cls(
+            landing_dir=_path("ACRM_LANDING_DIR", "data/landing"),
+            duckdb_path=_path("ACRM_DUCKDB_PATH", "data/acrm.duckdb"),
+            segments_dir=_path("ACRM_SEGMENTS_DIR", "segments"),
+            exports_dir=_path("ACRM_EXPORTS_DIR", "exports"),
+            outbox_dir=_path("ACRM_OUTBOX_DIR", "data/outbox"),
+            start_date=start_date,
+            default_region=(os.environ.get("ACRM_DEFAULT_REGION") or "RU").upper(),
+        )
+
+
+def quiet_telemetry() -> None:
+    """Personal data lives here: keep dbt, Dagster and Great Expectations from phoning home."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood run logs
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))

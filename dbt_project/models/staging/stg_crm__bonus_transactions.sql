@@ -1,0 +1,2 @@
+select customer_id, occurred_at, points, reason
+from {{ source('raw', 'bonus_transactions') }}

@@ -1,0 +1,2 @@
+select customer_id, occurred_at, event_type, channel, properties
+from {{ source('raw', 'events') }}

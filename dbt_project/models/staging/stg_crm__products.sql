@@ -1,0 +1,2 @@
+select product_id, name as product_name, category, brand
+from {{ source('raw', 'products') }}
