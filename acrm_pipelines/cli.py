@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
 
 from acrm_pipelines.settings import Settings, quiet_telemetry
 
@@ -33,6 +35,131 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(f"--as-of: expected a date YYYY-MM-DD, got {value!r}") from err
+
+
+def _segments(settings: Settings, paths: Sequence[str] = ()):
+    from acrm_pipelines.segments.catalogue import load_catalogue
+    from acrm_pipelines.segments.validate import load_segments
+    from acrm_pipelines.settings import REPO_ROOT
+
+    targets = [Path(p) for p in paths] or [settings.segments_dir]
+    for target in targets:
+        if not target.exists():
+            raise FileNotFoundError(f"{target}: no such file or folder")
+    return load_segments(targets, load_catalogue(settings.duckdb_path), root=REPO_ROOT)
+
+
+def _segment(settings: Settings, key: str):
+    segments = _segments(settings)
+    if key not in segments:
+        raise ValueError(f"unknown segment {key!r} (segments in {settings.segments_dir}: {len(segments)})")
+    return segments
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    segments = _segments(settings, args.paths)
+    levels = segments.levels()
+    print(f"{len(segments)} segments valid ({len(levels)} dependency levels)")
+    return 0
+
+
+def _read_only(settings: Settings):
+    import duckdb
+
+    if not settings.duckdb_path.exists():
+        raise FileNotFoundError(f"{settings.duckdb_path}: no DuckDB file yet; run `acrm run --as-of DATE` first")
+    return duckdb.connect(str(settings.duckdb_path), read_only=True)
+
+
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    from acrm_pipelines.segments.catalogue import load_catalogue
+    from acrm_pipelines.segments.compile import explain_sql
+
+    segments = _segment(settings, args.key)
+    as_of = _as_of(args.as_of) if args.as_of else date.today() - timedelta(days=1)
+    print(explain_sql(args.key, segments, load_catalogue(settings.duckdb_path), as_of, dialect=args.dialect))
+    return 0
+
+
+def _preview(args: argparse.Namespace, settings: Settings) -> int:
+    """Evaluate without saving anything: count, arms, a sample, time taken."""
+    from acrm_pipelines.segments.evaluate import evaluate
+
+    segments = _segment(settings, args.key)
+    as_of = _as_of(args.as_of)
+    started = time.monotonic()
+    with _read_only(settings) as con:
+        built = con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
+        result = evaluate(con, segments, as_of, keys=[args.key])
+        sample = result.members(args.key)[: args.sample]
+        columns = ["customer_id", "first_name", "city", "orders_count", "total_amount", "recency_days", "rfm_segment"]
+        rows = con.execute(
+            f"SELECT {', '.join(columns)} FROM marts.customer_features WHERE customer_id IN (SELECT unnest(?)) "
+            "ORDER BY customer_id",
+            [sample],
+        ).fetchall()
+    if built != as_of:
+        print(f"note: features in the DuckDB file are as of {built}; behaviour windows are cut at {as_of}")
+    print(
+        f"{args.key} as of {as_of}: {result.size(args.key):,} of {result.n:,} customers "
+        f"({time.monotonic() - started:.2f} s, nothing saved)"
+    )
+    for arm, n in result.arm_sizes(args.key).items():
+        print(f"  arm {arm}: {n:,}")
+    print("  ".join(columns))
+    for row in rows:
+        print("  ".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+def _members(args: argparse.Namespace, settings: Settings) -> int:
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from acrm_pipelines.segments.history import evaluated_dates, members_at
+
+    _segment(settings, args.key)
+    as_of = _as_of(args.as_of)
+    with _read_only(settings) as con:
+        dates = evaluated_dates(con, args.key)
+        if not any(d <= as_of for d in dates):
+            raise ValueError(f"segment {args.key!r} has no evaluation on or before {as_of} (run or backfill it)")
+        rows = members_at(con, args.key, as_of)
+    if args.format == "parquet":
+        if not args.output:
+            raise ValueError("--format parquet needs --output FILE")
+        pq.write_table(pa.table({"customer_id": [r[0] for r in rows], "arm": [r[1] for r in rows]}), args.output)
+        print(f"{len(rows):,} members of {args.key} as of {as_of} written to {args.output}")
+        return 0
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    writer = csv.writer(out)
+    writer.writerow(["customer_id", "arm"])
+    writer.writerows(rows)
+    if args.output:
+        out.close()
+    return 0
+
+
+def _segments_of(args: argparse.Namespace, settings: Settings) -> int:
+    from acrm_pipelines.segments.history import segments_of
+
+    as_of = _as_of(args.as_of)
+    with _read_only(settings) as con:
+        rows = segments_of(con, args.customer_id, as_of)
+    for key, arm in rows:
+        print(key if arm is None else f"{key}\tarm={arm}")
+    if not rows:
+        print(f"customer {args.customer_id} is in no segment as of {as_of}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acrm", description="ACRM pipelines: segments and exports as code.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +173,36 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="materialize the whole graph for one as-of date, in-process through Dagster")
     run.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
     run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check segment definitions; every error with file, line and field")
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default ACRM_SEGMENTS_DIR)")
+    validate.set_defaults(handler=_validate)
+
+    explain = sub.add_parser("explain", help="print a segment's SQL")
+    explain.add_argument("key")
+    explain.add_argument(
+        "--as-of", metavar="YYYY-MM-DD", help="date for relative dates and windows (default yesterday)"
+    )
+    explain.add_argument("--dialect", default="duckdb", help="any sqlglot dialect: duckdb, spark, postgres, …")
+    explain.set_defaults(handler=_explain)
+
+    preview = sub.add_parser("preview", help="evaluate a segment now, saving nothing: count, arms, sample rows")
+    preview.add_argument("key")
+    preview.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
+    preview.add_argument("--sample", type=int, default=10)
+    preview.set_defaults(handler=_preview)
+
+    members = sub.add_parser("members", help="a segment's recorded members on a date")
+    members.add_argument("key")
+    members.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
+    members.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    members.add_argument("--output", "-o", metavar="FILE")
+    members.set_defaults(handler=_members)
+
+    segments_of = sub.add_parser("segments-of", help="the segments a customer was in on a date")
+    segments_of.add_argument("customer_id")
+    segments_of.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
+    segments_of.set_defaults(handler=_segments_of)
     return parser
 
 
@@ -55,11 +212,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.handler(args, settings)
+    except BrokenPipeError:  # `acrm members … | head`
+        sys.stderr.close()
+        return 0
     except Exception as err:  # one clear line on stderr, not a traceback, for expected failures
+        import duckdb
+
         from acrm_pipelines.automation.runner import RunFailed
         from acrm_pipelines.ingest.loader import LoadError
+        from acrm_pipelines.yaml_specs import DefinitionErrors
 
-        if isinstance(err, RunFailed | LoadError | ValueError | FileNotFoundError):
+        if isinstance(err, DefinitionErrors):
+            print(str(err), file=sys.stderr)
+            print(f"acrm {args.command}: {len(err.errors)} error(s)", file=sys.stderr)
+            return 1
+        if isinstance(err, RunFailed | LoadError | ValueError | FileNotFoundError | duckdb.Error):
             print(f"acrm {args.command}: {err}", file=sys.stderr)
             return 1
         raise

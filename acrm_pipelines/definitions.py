@@ -9,14 +9,17 @@ from acrm_pipelines.automation.jobs import daily_job, nightly_schedule
 from acrm_pipelines.automation.partitions import daily_partitions
 from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
 from acrm_pipelines.ingest.assets import raw_assets, raw_checks
+from acrm_pipelines.segments.assets import build_segment_assets, load_segment_set
 from acrm_pipelines.settings import Settings, quiet_telemetry
 
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    # Invalid segment files stop loading here, with every error's file, line and field.
+    segments = build_segment_assets(load_segment_set(settings), partitions)
     return Definitions(
-        assets=[*raw_assets(settings, partitions), build_dbt_assets(partitions)],
+        assets=[*raw_assets(settings, partitions), build_dbt_assets(partitions), *([segments] if segments else [])],
         asset_checks=raw_checks(partitions),
         jobs=[daily_job],
         schedules=[nightly_schedule],

@@ -26,6 +26,7 @@ class RunSummary:
     quarantined: dict[str, int] = field(default_factory=dict)
     customers_featured: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    segments: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # size, entered, exited
 
     def lines(self) -> list[str]:
         out = [f"as of {self.as_of}: run {self.run_id} finished in {self.seconds:.1f} s"]
@@ -33,6 +34,10 @@ class RunSummary:
         for name, n in self.loaded.items():
             out.append(f"{name:<20}{n:>12,}{self.quarantined.get(name, 0):>13,}")
         out.append(f"customers featured: {self.customers_featured:,}")
+        if self.segments:
+            out.append(f"\n{'segment':<28}{'size':>10}{'entered':>10}{'exited':>10}")
+            for key, (size, entered, exited) in sorted(self.segments.items()):
+                out.append(f"{key:<28}{size:>10,}{entered:>10,}{exited:>10,}")
         if self.checks_failed:
             out.append(f"checks failed: {', '.join(self.checks_failed)}")
         return out
@@ -91,6 +96,9 @@ def run_partition(
         if name.startswith("raw_"):
             summary.loaded[name[4:]] = int(mat.metadata["rows_loaded"].value)
             summary.quarantined[name[4:]] = int(mat.metadata["rows_quarantined"].value)
+        elif name.startswith("segments/"):
+            m = mat.metadata
+            summary.segments[name.split("/", 1)[1]] = (m["size"].value, m["entered"].value, m["exited"].value)
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data

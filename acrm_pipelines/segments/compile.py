@@ -1,0 +1,399 @@
+"""Segment definitions → SQL expression trees built with sqlglot (never from text).
+
+Every rule becomes a boolean expression over one *wide* row per customer: the columns of
+`marts.customer_features` plus one column per distinct behaviour aggregate (e.g. "email clicks in the
+last 6 days"), computed by one GROUP BY per fact mart for all segments together. Feature names are
+checked against the catalogue and quoted; values become literals of the tree, so no definition can
+change the structure of the SQL. `explain_sql` renders a whole segment for any sqlglot dialect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlglot import exp
+
+from acrm_pipelines.segments.catalogue import Catalogue
+from acrm_pipelines.segments.dates import cutoff, month_day, parse_date, window_start
+from acrm_pipelines.segments.spec import (
+    AllGroup,
+    AnyGroup,
+    BehaviourCondition,
+    FieldCondition,
+    NotGroup,
+    Segment,
+)
+
+FEATURES = ("marts", "customer_features")
+WIDE = "w"  # alias of the wide row in every predicate
+KEY = "customer_id"
+
+_COMPARE = {
+    "=": exp.EQ,
+    "!=": exp.NEQ,
+    "<": exp.LT,
+    "<=": exp.LTE,
+    ">": exp.GT,
+    ">=": exp.GTE,
+}
+
+
+class CompileError(ValueError):
+    pass
+
+
+def col(name: str, table: str | None = WIDE) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def table(schema: str, name: str, alias: str | None = None) -> exp.Table:
+    return exp.table_(name, db=schema, quoted=True, alias=alias)
+
+
+def literal(value: object) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.true() if value else exp.false()
+    if isinstance(value, int | float):
+        return exp.Literal.number(value)
+    if isinstance(value, datetime):  # before date: a datetime is a date too
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMP)
+    if isinstance(value, date):
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.Type.DATE)
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise CompileError(f"cannot use {value!r} as a value")
+
+
+def two_valued(predicate: exp.Expression) -> exp.Expression:
+    """NULL (a comparison with a missing value) counts as false, so NOT behaves as documented."""
+    return exp.func("COALESCE", exp.paren(predicate), exp.false())
+
+
+# --- behaviour aggregates ------------------------------------------------------------------------------
+
+SOURCE_TABLES = {
+    "orders": ("marts", "fct_orders", "ordered_at"),
+    "order_lines": ("marts", "fct_order_lines", "ordered_at"),
+    "events": ("marts", "fct_events", "occurred_at"),
+    "messages": ("marts", "fct_messages", "sent_at"),
+    "bonus": ("marts", "fct_bonus_transactions", "occurred_at"),
+}
+LINE_METRICS = ("sum_quantity", "distinct_products", "distinct_categories")
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One per-customer number for a behaviour condition, without its threshold."""
+
+    name: str
+    table: str  # a key of SOURCE_TABLES
+    time_column: str
+    start: datetime
+    filters: tuple[tuple[str, tuple[object, ...]], ...]  # (column, allowed values)
+    sign: str  # bonus: any | accrual | redemption
+    metric: str
+
+    def expression(self, end: datetime) -> exp.Expression:
+        t = col(self.time_column, None)
+        conds: list[exp.Expression] = [t >= literal(self.start), t < literal(end)]
+        for column, values in self.filters:
+            conds.append(col(column, None).isin(*[literal(v) for v in values]))
+        if self.sign == "accrual":
+            conds.append(col("points", None) > exp.Literal.number(0))
+        elif self.sign == "redemption":
+            conds.append(col("points", None) < exp.Literal.number(0))
+        where = exp.and_(*conds)
+        metric = self.metric
+        if metric == "count":
+            agg = (
+                exp.Count(this=exp.Distinct(expressions=[col("order_id", None)]))
+                if self.table == "order_lines"
+                else exp.Count(this=exp.Star())
+            )
+        elif metric == "distinct_days":
+            agg = exp.Count(this=exp.Distinct(expressions=[exp.cast(t, exp.DataType.Type.DATE)]))
+        elif metric == "sum_amount":
+            amount = "line_amount" if self.table == "order_lines" else "total_amount"
+            agg = exp.Sum(this=col(amount, None))
+        elif metric == "sum_quantity":
+            agg = exp.Sum(this=col("quantity", None))
+        elif metric == "distinct_products":
+            agg = exp.Count(this=exp.Distinct(expressions=[col("product_id", None)]))
+        elif metric == "distinct_categories":
+            agg = exp.Count(this=exp.Distinct(expressions=[col("category", None)]))
+        elif metric == "distinct_campaigns":
+            agg = exp.Count(this=exp.Distinct(expressions=[col("campaign_id", None)]))
+        elif metric == "sum_points":
+            agg = exp.Sum(this=col("points", None))
+        else:
+            raise CompileError(f"unknown metric {metric}")
+        return exp.Filter(this=agg, expression=exp.Where(this=where))
+
+
+def aggregate_for(cond: BehaviourCondition, as_of: date) -> Aggregate:
+    source, metric = cond.source, cond.metric
+    filters: list[tuple[str, tuple[object, ...]]] = []
+    sign = "any"
+    if source == "purchase":
+        p = cond.purchase
+        by_lines = p.by_product or metric in LINE_METRICS
+        name = "order_lines" if by_lines else "orders"
+        for column in ("category", "brand", "product_id", "store_id", "channel"):
+            values = getattr(p, column)
+            if values is not None:
+                if column in ("store_id", "channel") and by_lines:
+                    raise CompileError(f"purchase filter {column} can't be combined with product filters or {metric}")
+                filters.append((column, tuple(values)))
+        filters.append(("status", tuple(p.status)))
+        time_column = "ordered_at"
+    elif source == "event":
+        e = cond.event
+        name, time_column = "events", "occurred_at"
+        if e.type is not None:
+            filters.append(("event_type", tuple(e.type)))
+        if e.channel is not None:
+            filters.append(("channel", tuple(e.channel)))
+    elif source == "message":
+        m = cond.message
+        name, time_column = "messages", f"{m.action}_at"
+        if m.channel is not None:
+            filters.append(("channel", tuple(m.channel)))
+        if m.campaign_id is not None:
+            filters.append(("campaign_id", tuple(m.campaign_id)))
+    else:
+        b = cond.bonus
+        name, time_column, sign = "bonus", "occurred_at", b.sign
+        if b.reason is not None:
+            filters.append(("reason", tuple(b.reason)))
+    start = window_start(cond.within, as_of)
+    spec = json.dumps([name, time_column, start.isoformat(), filters, sign, metric], default=str)
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
+    return Aggregate(f"b_{digest}", name, time_column, start, tuple(filters), sign, metric)
+
+
+# --- rules -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Compiler:
+    """Compiles rules for one as-of date, remembering which features and aggregates they read."""
+
+    catalogue: Catalogue
+    as_of: date
+    features: set[str] = field(default_factory=set)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+
+    def rules(self, cond) -> exp.Expression:
+        if isinstance(cond, AllGroup):
+            return exp.and_(*[exp.paren(self.rules(c)) for c in cond.all])
+        if isinstance(cond, AnyGroup):
+            return exp.or_(*[exp.paren(self.rules(c)) for c in cond.any])
+        if isinstance(cond, NotGroup):
+            return exp.not_(exp.paren(self.rules(cond.not_)))
+        if isinstance(cond, FieldCondition):
+            return two_valued(self._field(cond))
+        if isinstance(cond, BehaviourCondition):
+            return self._behaviour(cond)
+        raise CompileError(f"unknown condition {cond!r}")
+
+    def _behaviour(self, cond: BehaviourCondition) -> exp.Expression:
+        agg = aggregate_for(cond, self.as_of)
+        self.aggregates[agg.name] = agg
+        value = col(agg.name)  # already 0 for customers with nothing in the window
+        checks = [
+            _COMPARE[op](this=value, expression=exp.Literal.number(n)) for op, n in cond.comparison.checks.items()
+        ]
+        return exp.and_(*checks)
+
+    def _field(self, cond: FieldCondition) -> exp.Expression:
+        kind = self.catalogue.kind(cond.field)
+        if kind is None:
+            raise CompileError(f"unknown feature {cond.field!r}")
+        self.features.add(cond.field)
+        column: exp.Expression = col(cond.field)
+        op = cond.op
+        if op == "is_null":
+            return column.is_(exp.null())
+        if op == "is_not_null":
+            return exp.not_(column.is_(exp.null()))
+        if kind == "list" or (op == "has_tag"):
+            return exp.ArrayContains(this=column, expression=literal(cond.value))
+        if op == "contains":
+            return exp.StrPosition(this=column, substr=literal(cond.value)) > exp.Literal.number(0)
+        if cond.ignore_year:
+            return self._month_day(column, cond)
+        values = cond.value if isinstance(cond.value, list) else [cond.value]
+        if kind in ("date", "timestamp"):
+            column = exp.cast(column, exp.DataType.Type.DATE)
+            values = [parse_date(v, self.as_of) for v in values]
+        lits = [literal(v) for v in values]
+        if op == "between":
+            return exp.Between(this=column, low=lits[0], high=lits[1])
+        if op == "in":
+            return column.isin(*lits)
+        if op == "not_in":
+            return exp.not_(column.isin(*lits))
+        return _COMPARE[op](this=column, expression=lits[0])
+
+    def _month_day(self, column: exp.Expression, cond: FieldCondition) -> exp.Expression:
+        md: exp.Expression = exp.Mul(this=exp.Month(this=column), expression=exp.Literal.number(100)) + exp.Day(
+            this=column
+        )
+        md = exp.paren(md)
+        if not _leap(self.as_of.year):  # 29 Feb is celebrated on 1 Mar in other years
+            md = exp.Case(ifs=[exp.If(this=md.copy().eq(229), true=exp.Literal.number(301))], default=md)
+        values = cond.value if isinstance(cond.value, list) else [cond.value]
+        keys = []
+        for v in values:
+            m, d = month_day(v, self.as_of)
+            keys.append(exp.Literal.number(m * 100 + d))
+        if cond.op == "=":
+            return md.eq(keys[0])
+        low, high = int(keys[0].this), int(keys[1].this)
+        if low <= high:
+            return exp.Between(this=md, low=keys[0], high=keys[1])
+        return exp.or_(md >= keys[0], md <= keys[1])  # wraps over the new year
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+# --- the wide row and whole-segment SQL --------------------------------------------------------------------
+
+
+def wide_select(
+    features: set[str], aggregates: dict[str, Aggregate], as_of: date, missing: frozenset[str] = frozenset()
+) -> exp.Select:
+    """customer_id, the features read, and every aggregate (0 when a customer has no rows), one row each.
+
+    `missing` custom_* columns (absent from this landing folder) read as null, like any optional column.
+    """
+    f = "f"
+    projections: list[exp.Expression] = [col(KEY, f).as_(KEY, quoted=True)]
+    projections += [
+        (exp.null() if name in missing else col(name, f)).as_(name, quoted=True) for name in sorted(features - {KEY})
+    ]
+    query = exp.select(*projections).from_(table(*FEATURES, alias=f))
+    end = cutoff(as_of)
+    by_table: dict[str, list[Aggregate]] = {}
+    for agg in aggregates.values():
+        by_table.setdefault(agg.table, []).append(agg)
+    for i, (name, aggs) in enumerate(sorted(by_table.items())):
+        schema, tbl, time_column = SOURCE_TABLES[name]
+        first = min(a.start for a in aggs)
+        alias = f"a{i}"
+        sub = (
+            exp.select(col(KEY, None), *[a.expression(end).as_(a.name, quoted=True) for a in aggs])
+            .from_(table(schema, tbl))
+            .where(
+                exp.and_(
+                    *[
+                        exp.or_(
+                            *[
+                                exp.and_(col(c, None) >= literal(first), col(c, None) < literal(end))
+                                for c in sorted({a.time_column for a in aggs})
+                            ]
+                        )
+                    ]
+                )
+            )
+            .group_by(col(KEY, None))
+        )
+        query = query.join(sub.subquery(alias), on=col(KEY, f).eq(col(KEY, alias)), join_type="left")
+        query = query.select(
+            *[exp.func("COALESCE", col(a.name, alias), exp.Literal.number(0)).as_(a.name, quoted=True) for a in aggs]
+        )
+    return query
+
+
+def bucket(salt: str) -> exp.Expression:
+    """A customer's split bucket in [0, 100): md5(salt:customer_id), first 8 hex digits / 2^32 × 100."""
+    digest = exp.MD5(this=exp.DPipe(this=exp.Literal.string(f"{salt}:"), expression=col(KEY, None)))
+    hex8 = exp.Substring(this=digest, start=exp.Literal.number(1), length=exp.Literal.number(8))
+    number = exp.cast(exp.DPipe(this=exp.Literal.string("0x"), expression=hex8), exp.DataType.Type.UBIGINT)
+    return exp.Div(this=number, expression=exp.Literal.number(2**32)) * exp.Literal.number(100)
+
+
+def rules_select(segment: Segment, catalogue: Catalogue, as_of: date) -> exp.Select:
+    """SELECT customer_id of the customers that satisfy the segment's rules."""
+    comp = Compiler(catalogue, as_of)
+    predicate = comp.rules(segment.rules)
+    wide = wide_select(comp.features, comp.aggregates, as_of)
+    return exp.select(col(KEY, None)).from_(wide.subquery(WIDE)).where(predicate)
+
+
+def segment_select(key: str, segments, catalogue: Catalogue, as_of: date) -> exp.Query:
+    """The whole segment as one query: customer_id (and arm when it has arms)."""
+    seg: Segment = segments[key]
+    base: exp.Query | None = None
+    if seg.from_ is not None:
+        src = seg.from_
+        parts: list[exp.Query] = []
+        if src.union:
+            parts.append(_reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in src.union]))
+        if src.intersect:
+            parts += [_ids(r, segments, catalogue, as_of) for r in src.intersect]
+        base = _reduce(exp.intersect, parts)
+        if src.minus:
+            base = exp.except_(base, _reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in src.minus]))
+    elif seg.priority is not None:
+        base = _reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in seg.priority])
+    if seg.rules is not None:
+        rules = rules_select(seg, catalogue, as_of)
+        base = rules if base is None else exp.intersect(base, rules)
+    members = exp.select(col(KEY, None)).from_(base.subquery("m"))
+    if seg.priority is not None:
+        ifs = [
+            exp.If(this=col(KEY, None).isin(query=_ids(r, segments, catalogue, as_of)), true=exp.Literal.string(r))
+            for r in seg.priority
+        ]
+        return members.select(exp.Case(ifs=ifs).as_("arm"))
+    if seg.split is not None:
+        return (
+            members.select(_split_arm(seg, catalogue, as_of).as_("arm"))
+            if seg.split.by_field is None
+            else (
+                exp.select(
+                    col(KEY),
+                    exp.func(
+                        "COALESCE",
+                        exp.cast(col(seg.split.by_field), exp.DataType.Type.VARCHAR),
+                        exp.Literal.string("none"),
+                    ).as_("arm"),
+                )
+                .from_(table(*FEATURES, alias=WIDE))
+                .where(col(KEY).isin(query=exp.select(col(KEY, None)).from_(base.subquery("m"))))
+            )
+        )
+    return members
+
+
+def _split_arm(seg: Segment, catalogue: Catalogue, as_of: date) -> exp.Expression:
+    weights = seg.split.arm_weights()
+    total = sum(weights.values())
+    edge, ifs = 0.0, []
+    b = bucket(seg.split.salt or "")
+    names = list(weights)
+    for name in names[:-1]:
+        edge += 100.0 * weights[name] / total
+        ifs.append(exp.If(this=b < exp.Literal.number(edge), true=exp.Literal.string(name)))
+    return exp.Case(ifs=ifs, default=exp.Literal.string(names[-1]))
+
+
+def _ids(key: str, segments, catalogue: Catalogue, as_of: date) -> exp.Query:
+    return exp.select(col(KEY, None)).from_(segment_select(key, segments, catalogue, as_of).subquery("s"))
+
+
+def _reduce(op, queries: list[exp.Query]) -> exp.Query:
+    out = queries[0]
+    for q in queries[1:]:
+        out = op(out, q)
+    return out
+
+
+def explain_sql(key: str, segments, catalogue: Catalogue, as_of: date, dialect: str = "duckdb") -> str:
+    return segment_select(key, segments, catalogue, as_of).sql(dialect=dialect, pretty=True)

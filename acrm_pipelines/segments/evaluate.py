@@ -1,0 +1,224 @@
+"""Evaluate many segments for one as-of date together, as bitsets over one row per customer.
+
+1. One *wide* temp table: the features the rules read plus every behaviour aggregate, one GROUP BY
+   per fact mart for all segments (not one scan per segment).
+2. Rule predicates are evaluated by DuckDB in batches of columns (one pass per batch) and packed
+   into bitsets over the wide table's rows (customer_id order).
+3. Set operations, priorities and splits are bit operations in numpy.
+
+Measured before choosing (1M customers, 1,000 simple predicates, 2 cores): batches of 100 boolean
+columns ~1.7 s; the same predicates packed 64 to a word in SQL ~3.3 s; one query per segment ~11 s;
+one scan with 1,000 FILTER aggregates > 50 s (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+from sqlglot import exp
+
+from acrm_pipelines.segments.catalogue import Catalogue, kind_of
+from acrm_pipelines.segments.compile import WIDE, Compiler, bucket, col, wide_select
+from acrm_pipelines.segments.validate import SegmentSet
+
+WIDE_TABLE = "_acrm_segment_wide"
+BATCH = 100
+
+
+@dataclass
+class Evaluation:
+    """Membership of every evaluated segment as packed bits over `customer_ids` (sorted)."""
+
+    as_of: date
+    customer_ids: np.ndarray
+    bits: dict[str, np.ndarray] = field(default_factory=dict)
+    arm_names: dict[str, list[str]] = field(default_factory=dict)
+    arm_codes: dict[str, np.ndarray] = field(default_factory=dict)  # int16 per row, -1 = not a member
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.customer_ids)
+
+    def mask(self, key: str) -> np.ndarray:
+        return np.unpackbits(self.bits[key], count=self.n).view(bool)
+
+    def size(self, key: str) -> int:
+        return int(np.bitwise_count(self.bits[key]).sum())
+
+    def members(self, key: str) -> list[str]:
+        return self.customer_ids[self.mask(key)].tolist()
+
+    def arms(self, key: str) -> dict[str, str]:
+        if key not in self.arm_codes:
+            return {}
+        codes = self.arm_codes[key]
+        names = np.array(self.arm_names[key], dtype=object)
+        rows = np.flatnonzero(codes >= 0)
+        return dict(zip(self.customer_ids[rows].tolist(), names[codes[rows]].tolist(), strict=True))
+
+    def arm_sizes(self, key: str) -> dict[str, int]:
+        if key not in self.arm_codes:
+            return {}
+        counts = np.bincount(self.arm_codes[key][self.arm_codes[key] >= 0], minlength=len(self.arm_names[key]))
+        return dict(zip(self.arm_names[key], counts.tolist(), strict=True))
+
+
+@dataclass
+class Fixed:
+    """A membership that is not re-evaluated (a frozen static segment, an inactive one)."""
+
+    customer_ids: list[str]
+    arms: list[str | None] | None = None
+
+
+def connection_catalogue(con: duckdb.DuckDBPyConnection) -> Catalogue:
+    """The catalogue as the DuckDB file has it (every column, custom_* included, with real types)."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
+    ).fetchall()
+    if not rows:
+        raise RuntimeError("marts.customer_features is missing: build the features before the segments")
+    # custom_* columns this landing folder lacks still compile (they read as null), as validation allowed.
+    return Catalogue({name: kind_of(t) for name, t in rows}, custom_known=False)
+
+
+def _pack(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(mask.astype(bool, copy=False))
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    segments: SegmentSet,
+    as_of: date,
+    keys: Sequence[str] | None = None,
+    fixed: dict[str, Fixed] | None = None,
+    batch: int = BATCH,
+) -> Evaluation:
+    """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date."""
+    fixed = fixed or {}
+    started = time.perf_counter()
+    order = segments.closure(list(keys) if keys is not None else segments.order)
+    catalogue = connection_catalogue(con)
+    comp = Compiler(catalogue, as_of)
+    predicates: dict[str, exp.Expression] = {}
+    for key in order:
+        seg = segments[key]
+        if key not in fixed and seg.rules is not None:
+            predicates[key] = comp.rules(seg.rules)
+        if key not in fixed and seg.split is not None and seg.split.by_field:
+            comp.features.add(seg.split.by_field)
+    missing = frozenset(comp.features - set(catalogue.columns))
+    unknown = sorted(m for m in missing if not m.startswith("custom_"))
+    if unknown:
+        raise RuntimeError(f"marts.customer_features has no column {', '.join(unknown)}")
+    wide = wide_select(comp.features, comp.aggregates, as_of, missing).order_by(col("customer_id", "f"))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {WIDE_TABLE} AS {wide.sql('duckdb')}")
+    ids = con.execute(f"SELECT customer_id FROM {WIDE_TABLE}").fetchnumpy()["customer_id"]
+    ids = np.asarray(ids, dtype=object)
+    result = Evaluation(as_of, ids)
+    result.timings["wide_s"] = time.perf_counter() - started
+
+    t = time.perf_counter()
+    rule_bits: dict[str, np.ndarray] = {}
+    items = list(predicates.items())
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        select = exp.select(*[p.as_(f"p{i}") for i, (_, p) in enumerate(chunk)]).from_(
+            exp.to_table(WIDE_TABLE).as_(WIDE)
+        )
+        arrays = con.execute(select.sql("duckdb")).fetchnumpy()
+        for i, (key, _) in enumerate(chunk):
+            rule_bits[key] = _pack(np.asarray(arrays[f"p{i}"]))
+    result.timings["rules_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for key in order:
+        if key in fixed:
+            _apply_fixed(result, key, fixed[key])
+        else:
+            _compose(con, result, segments, key, rule_bits)
+    result.timings["compose_s"] = time.perf_counter() - t
+    con.execute(f"DROP TABLE IF EXISTS {WIDE_TABLE}")
+    result.timings["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
+    position = {cid: i for i, cid in enumerate(result.customer_ids.tolist())} if len(fixed.customer_ids) else {}
+    rows = np.array([position[c] for c in fixed.customer_ids if c in position], dtype=np.int64)
+    mask = np.zeros(result.n, dtype=bool)
+    mask[rows] = True
+    result.bits[key] = _pack(mask)
+    if fixed.arms is not None:
+        names = sorted({a for a in fixed.arms if a is not None})
+        codes = np.full(result.n, -1, dtype=np.int16)
+        lookup = {name: i for i, name in enumerate(names)}
+        for cid, arm in zip(fixed.customer_ids, fixed.arms, strict=True):
+            if cid in position and arm is not None:
+                codes[position[cid]] = lookup[arm]
+        result.arm_names[key], result.arm_codes[key] = names, codes
+
+
+def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits: dict[str, np.ndarray]) -> None:
+    seg = segments[key]
+    bits = result.bits
+    base: np.ndarray | None = None
+    if seg.from_ is not None:
+        src = seg.from_
+        parts: list[np.ndarray] = []
+        if src.union:
+            parts.append(np.bitwise_or.reduce([bits[r] for r in src.union]))
+        parts += [bits[r] for r in src.intersect or []]
+        base = np.bitwise_and.reduce(parts)
+        for r in src.minus:
+            base = base & ~bits[r]
+    elif seg.priority is not None:
+        base = np.bitwise_or.reduce([bits[r] for r in seg.priority])
+    if seg.rules is not None:
+        base = rule_bits[key] if base is None else base & rule_bits[key]
+    assert base is not None  # the model requires rules, from or priority
+    # Bits past the last customer stay zero whatever NOT did to them.
+    tail = (-result.n) % 8
+    if tail and len(base):
+        base = base.copy()
+        base[-1] &= np.uint8((0xFF << tail) & 0xFF)
+    bits[key] = base
+    if seg.priority is not None:
+        members = result.mask(key)
+        codes = np.full(result.n, -1, dtype=np.int16)
+        for i, ref in enumerate(seg.priority):
+            codes[(codes < 0) & members & result.mask(ref)] = i
+        result.arm_names[key], result.arm_codes[key] = list(seg.priority), codes
+    elif seg.split is not None:
+        members = result.mask(key)
+        split = seg.split
+        if split.by_field is not None:
+            values = _column(
+                con,
+                exp.func(
+                    "COALESCE", exp.cast(col(split.by_field), exp.DataType.Type.VARCHAR), exp.Literal.string("none")
+                ),
+            )
+            names, inverse = np.unique(values[members].astype(str), return_inverse=True)
+            codes = np.full(result.n, -1, dtype=np.int16)
+            codes[members] = inverse
+            result.arm_names[key], result.arm_codes[key] = names.tolist(), codes
+        else:
+            buckets = _column(con, bucket(split.salt or "")).astype(np.float64)
+            weights = split.arm_weights()
+            edges = np.cumsum(list(weights.values())) / sum(weights.values()) * 100.0
+            codes = np.minimum(np.searchsorted(edges, buckets, side="right"), len(weights) - 1).astype(np.int16)
+            codes[~members] = -1
+            result.arm_names[key], result.arm_codes[key] = list(weights), codes
+
+
+def _column(con: duckdb.DuckDBPyConnection, expression: exp.Expression) -> np.ndarray:
+    select = exp.select(expression.as_("v")).from_(exp.to_table(WIDE_TABLE).as_(WIDE))
+    return np.asarray(con.execute(select.sql("duckdb")).fetchnumpy()["v"])

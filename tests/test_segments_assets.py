@@ -1,0 +1,77 @@
+"""Segments as Dagster assets: keys, lineage, metadata, static and inactive segments, in real runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from tests.conftest import make_settings, run_pipeline
+from tests.test_loader import write_csv
+
+SEGMENTS = """\
+key: buyers
+rules: {field: orders_count, op: ">=", value: 1}
+---
+key: frozen_buyers
+type: static
+rules: {field: orders_count, op: ">=", value: 1}
+---
+key: paused
+active: false
+rules: {field: orders_count, op: ">=", value: 1}
+---
+key: frozen_or_paused
+from: {union: [frozen_buyers, paused]}
+---
+key: recent_buyers
+rules: {purchase: {}, within: 1d, count: {">=": 1}}
+"""
+
+
+def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
+    land = tmp_path / "landing"
+    write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"], ["c"]])
+    write_csv(
+        land / "orders.csv",
+        ["order_id", "customer_id", "ordered_at", "total_amount"],
+        [
+            ["1", "a", "2024-03-01 10:00:00", "10"],
+            ["2", "b", "2024-03-09 23:59:59", "5"],
+            ["3", "c", "2024-03-10 00:00:00", "7"],
+        ],
+    )
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "s.yaml").write_text(SEGMENTS)
+    settings = dataclasses.replace(make_settings(tmp_path, land), segments_dir=tmp_path / "segments")
+
+    from acrm_pipelines.definitions import build_definitions
+
+    graph = build_definitions(settings).resolve_asset_graph()
+    parents = graph.get(AssetKey(["segments", "frozen_or_paused"])).parent_keys
+    assert parents == {AssetKey(["segments", "frozen_buyers"]), AssetKey(["segments", "paused"])}
+    assert AssetKey(["customer_features"]) in graph.get(AssetKey(["segments", "buyers"])).parent_keys
+    assert AssetKey(["fct_orders"]) in graph.get(AssetKey(["segments", "recent_buyers"])).parent_keys
+
+    instance = DagsterInstance.ephemeral()
+    day1 = run_pipeline(settings, "2024-03-09", instance)
+    # size, entered, exited: the first evaluation enters everyone. `paused` was never evaluated: not run.
+    assert day1.segments == {
+        "buyers": (2, 2, 0),
+        "frozen_buyers": (2, 2, 0),
+        "frozen_or_paused": (2, 2, 0),
+        "recent_buyers": (1, 1, 0),  # b at 23:59:59 of the as-of day
+    }
+    day2 = run_pipeline(settings, "2024-03-10", instance)
+    assert day2.segments == {
+        "buyers": (3, 1, 0),
+        "frozen_buyers": (2, 0, 0),  # static: frozen at its first evaluation
+        "frozen_or_paused": (2, 0, 0),
+        "recent_buyers": (1, 1, 1),  # c in, b out
+    }
+    event = instance.get_latest_materialization_event(AssetKey(["segments", "frozen_buyers"]))
+    metadata = event.asset_materialization.metadata
+    assert metadata["frozen_since"].value == "2024-03-09"
+    assert event.asset_materialization.partition == "2024-03-10"
+    assert instance.get_latest_materialization_event(AssetKey(["segments", "paused"])) is None

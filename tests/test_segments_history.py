@@ -1,0 +1,107 @@
+"""Membership history: read-back of any date, entered/exited, backfills, storage that grows with changes."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from acrm_pipelines.segments.evaluate import evaluate
+from acrm_pipelines.segments.history import members_at, record, segments_of
+from tests.segment_fixtures import make_marts, segment_set
+
+SEGMENTS = """\
+key: big
+rules: {field: total_amount, op: ">=", value: 100}
+---
+key: ab
+from: {union: [big]}
+split: {arms: {a: 50, b: 50}, salt: s}
+"""
+D1, D2, D3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+
+
+def set_features(con: duckdb.DuckDBPyConnection, amounts: dict[str, int]) -> None:
+    rows = ", ".join(f"('{c}', {a})" for c, a in amounts.items())
+    con.execute(
+        f"CREATE OR REPLACE TABLE marts.customer_features AS SELECT * FROM (VALUES {rows}) t(customer_id, total_amount)"
+    )
+
+
+def run(con, segments, day: date, amounts: dict[str, int]):
+    set_features(con, amounts)
+    result = evaluate(con, segments, day)
+    return record(con, result, ["big", "ab"], {"big": "v1", "ab": "v1"})
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    con = make_marts(tmp_path / "db.duckdb", "SELECT 'x' AS customer_id, 0 AS total_amount")
+    return con, segment_set(tmp_path, SEGMENTS)
+
+
+def members(con, key: str, day: date) -> set[str]:
+    return {c for c, _ in members_at(con, key, day)}
+
+
+def test_three_days_forward_then_backfill(setup) -> None:
+    con, segments = setup
+    r1 = run(con, segments, D1, {"c1": 150, "c2": 50, "c3": 100})
+    r2 = run(con, segments, D2, {"c1": 150, "c2": 120, "c3": 10, "c4": 500})
+    r3 = run(con, segments, D3, {"c1": 90, "c2": 120, "c3": 10, "c4": 500})
+    assert (r1["big"].size, r1["big"].entered, r1["big"].exited) == (2, 2, 0)  # c1, c3
+    assert (r2["big"].size, r2["big"].entered, r2["big"].exited) == (3, 2, 1)  # +c2 +c4 -c3
+    assert (r3["big"].size, r3["big"].entered, r3["big"].exited) == (2, 0, 1)  # -c1
+    assert members(con, "big", D1) == {"c1", "c3"}
+    assert members(con, "big", D2) == {"c1", "c2", "c4"}
+    assert members(con, "big", D3) == {"c2", "c4"}
+    assert members(con, "big", date(2024, 6, 1)) == {"c2", "c4"}  # later days read the last evaluation
+    assert members(con, "big", date(2023, 12, 31)) == set()
+    # Stretches: c1 [D1, D3), c3 [D1, D2), c2 [D2, open), c4 [D2, open).
+    stretches = con.execute(
+        "SELECT customer_id, valid_from, valid_to FROM segments.membership WHERE segment_key='big' ORDER BY 1"
+    ).fetchall()
+    assert stretches == [("c1", D1, D3), ("c2", D2, None), ("c3", D1, D2), ("c4", D2, None)]
+
+    # Backfill D2 with other data: D1 and D3 stay as they were; D3's counts now compare with the new D2.
+    r2b = run(con, segments, D2, {"c1": 150, "c3": 100, "c5": 100})
+    assert (r2b["big"].size, r2b["big"].entered, r2b["big"].exited) == (3, 1, 0)  # c1 c3 c5 vs D1's c1 c3
+    assert members(con, "big", D1) == {"c1", "c3"}
+    assert members(con, "big", D2) == {"c1", "c3", "c5"}
+    assert members(con, "big", D3) == {"c2", "c4"}
+    d3 = con.execute(
+        "SELECT size, entered, exited FROM segments.evaluations WHERE segment_key='big' AND as_of=?", [D3]
+    ).fetchone()
+    assert d3 == (2, 2, 3)  # D2 {c1,c3,c5} -> D3 {c2,c4}
+    # Merged: c1 is one stretch [D1, D3) again, c3 [D1, D3).
+    stretches = con.execute(
+        "SELECT customer_id, valid_from, valid_to FROM segments.membership WHERE segment_key='big' ORDER BY 1, 2"
+    ).fetchall()
+    assert stretches == [("c1", D1, D3), ("c2", D3, None), ("c3", D1, D3), ("c4", D3, None), ("c5", D2, D3)]
+
+
+def test_storage_grows_with_changes_not_days(setup) -> None:
+    con, segments = setup
+    amounts = {f"c{i}": 100 + i for i in range(50)}
+    for day in range(1, 11):
+        run(con, segments, date(2024, 1, day), amounts)
+    rows = con.execute("SELECT count(*) FROM segments.membership WHERE segment_key='big'").fetchone()[0]
+    assert rows == 50  # ten days of the same 50 members: one open stretch each
+    counts = con.execute(
+        "SELECT sum(entered), sum(exited) FROM segments.evaluations WHERE segment_key='big'"
+    ).fetchone()
+    assert counts == (50, 0)
+    # Re-running a day changes nothing.
+    run(con, segments, date(2024, 1, 5), amounts)
+    assert con.execute("SELECT count(*) FROM segments.membership WHERE segment_key='big'").fetchone()[0] == 50
+
+
+def test_arms_are_recorded_and_segments_of(setup) -> None:
+    con, segments = setup
+    run(con, segments, D1, {"c1": 150, "c2": 50})
+    arms = dict(members_at(con, "ab", D1))
+    assert set(arms) == {"c1"} and arms["c1"] in {"a", "b"}
+    assert segments_of(con, "c1", D1) == [("ab", arms["c1"]), ("big", None)]
+    assert segments_of(con, "c2", D1) == []
