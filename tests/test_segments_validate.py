@@ -32,7 +32,8 @@ def errors_of(tmp_path: Path, files: dict[str, str]) -> list[str]:
     ("text", "expected"),
     [
         (
-            "key: a\nrules:\n  all:\n    - {field: total_amount, op: '>=', value: 1}\n    - {field: city, op: like, value: x}\n",
+            "key: a\nrules:\n  all:\n    - {field: total_amount, op: '>=', value: 1}\n"
+            "    - {field: city, op: like, value: x}\n",
             "a.yaml:5: rules.all[1].op: Input should be '=', '!=',",
         ),
         (
