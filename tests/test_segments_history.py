@@ -105,3 +105,47 @@ def test_arms_are_recorded_and_segments_of(setup) -> None:
     assert set(arms) == {"c1"} and arms["c1"] in {"a", "b"}
     assert segments_of(con, "c1", D1) == [("ab", arms["c1"]), ("big", None)]
     assert segments_of(con, "c2", D1) == []
+
+
+def test_nightly_fast_path_equals_general_path(tmp_path: Path) -> None:
+    """Five days of random data, with new and vanishing customers and arm changes, recorded both ways."""
+    import random
+
+    rng = random.Random(5)
+    days = [
+        [(f"c{i:03d}", rng.randrange(0, 200)) for i in range(rng.randrange(0, 20), rng.randrange(150, 200))]
+        for _ in range(5)
+    ]
+    text = SEGMENTS + "---\nkey: by_amount\nfrom: {union: [big]}\nsplit: {by_field: total_amount}\n"
+    tables = []
+    for force_general in (False, True):
+        folder = tmp_path / str(force_general)
+        folder.mkdir()
+        con = make_marts(folder / "db.duckdb", "SELECT 'x' AS customer_id, 0 AS total_amount")
+        segments = segment_set(folder, text)
+        for n, amounts in enumerate(days):
+            set_features(con, dict(amounts))
+            result = evaluate(con, segments, date(2024, 2, n + 1))
+            if force_general:
+                con.execute("DELETE FROM segments.state") if n else None
+            record(con, result, ["big", "ab", "by_amount"], {})
+        tables.append(
+            (
+                con.execute(
+                    "SELECT segment_key, customer_id, arm, valid_from, valid_to FROM segments.membership ORDER BY ALL"
+                ).fetchall(),
+                con.execute(
+                    "SELECT segment_key, as_of, size, entered, exited FROM segments.evaluations ORDER BY ALL"
+                ).fetchall(),
+            )
+        )
+    assert tables[0] == tables[1]
+    assert len(tables[0][0]) > 100
+    # And the read-back of each day is that day's evaluation.
+    for n, amounts in enumerate(days):
+        expected = {c for c, a in amounts if a >= 100}
+        assert {
+            c
+            for s, c, _, f, t in tables[0][0]
+            if s == "big" and f <= date(2024, 2, n + 1) and (t is None or t > date(2024, 2, n + 1))
+        } == expected

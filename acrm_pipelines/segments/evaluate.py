@@ -32,10 +32,15 @@ BATCH = 100
 
 @dataclass
 class Evaluation:
-    """Membership of every evaluated segment as packed bits over `customer_ids` (sorted)."""
+    """Membership of every evaluated segment as packed bits over the rows of `customer_ids`.
+
+    Rows are in the order of the history's stable customer index (`row_index`, -1 for customers the
+    index does not know yet, which come last by customer_id), so that day-to-day diffs line up.
+    """
 
     as_of: date
     customer_ids: np.ndarray
+    row_index: np.ndarray
     bits: dict[str, np.ndarray] = field(default_factory=dict)
     arm_names: dict[str, list[str]] = field(default_factory=dict)
     arm_codes: dict[str, np.ndarray] = field(default_factory=dict)  # int16 per row, -1 = not a member
@@ -52,7 +57,7 @@ class Evaluation:
         return int(np.bitwise_count(self.bits[key]).sum())
 
     def members(self, key: str) -> list[str]:
-        return self.customer_ids[self.mask(key)].tolist()
+        return sorted(self.customer_ids[self.mask(key)].tolist())
 
     def arms(self, key: str) -> dict[str, str]:
         if key not in self.arm_codes:
@@ -118,11 +123,12 @@ def evaluate(
     unknown = sorted(m for m in missing if not m.startswith("custom_"))
     if unknown:
         raise RuntimeError(f"marts.customer_features has no column {', '.join(unknown)}")
-    wide = wide_select(comp.features, comp.aggregates, as_of, missing).order_by(col("customer_id", "f"))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {WIDE_TABLE} AS {wide.sql('duckdb')}")
-    ids = con.execute(f"SELECT customer_id FROM {WIDE_TABLE}").fetchnumpy()["customer_id"]
-    ids = np.asarray(ids, dtype=object)
-    result = Evaluation(as_of, ids)
+    wide = wide_select(comp.features, comp.aggregates, as_of, missing)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {WIDE_TABLE} AS {_in_index_order(con, wide)}")
+    arrays = con.execute(f"SELECT customer_id, _acrm_idx FROM {WIDE_TABLE}").fetchnumpy()
+    ids = np.asarray(arrays["customer_id"], dtype=object)
+    row_index = np.ma.filled(np.ma.asarray(arrays["_acrm_idx"]).astype(np.int64), -1)
+    result = Evaluation(as_of, ids, np.asarray(row_index, dtype=np.int64))
     result.timings["wide_s"] = time.perf_counter() - started
 
     t = time.perf_counter()
@@ -148,6 +154,19 @@ def evaluate(
     con.execute(f"DROP TABLE IF EXISTS {WIDE_TABLE}")
     result.timings["total_s"] = time.perf_counter() - started
     return result
+
+
+def _in_index_order(con: duckdb.DuckDBPyConnection, wide: exp.Select) -> str:
+    """The wide rows ordered by the history's stable customer index when there is one (see history.py)."""
+    has_index = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'segments' AND table_name = 'customer_index'"
+    ).fetchone()[0]
+    if not has_index:
+        return f"SELECT *, NULL::BIGINT AS _acrm_idx FROM ({wide.sql('duckdb')}) ORDER BY customer_id"
+    return (
+        f"SELECT w.*, i.idx AS _acrm_idx FROM ({wide.sql('duckdb')}) w "
+        "LEFT JOIN segments.customer_index i USING (customer_id) ORDER BY i.idx NULLS LAST, w.customer_id"
+    )
 
 
 def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:

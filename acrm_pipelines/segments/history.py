@@ -35,6 +35,11 @@ DDL = [
         segment_key VARCHAR NOT NULL, as_of DATE NOT NULL, version VARCHAR NOT NULL, size BIGINT NOT NULL,
         entered BIGINT NOT NULL, exited BIGINT NOT NULL, arms JSON, evaluated_at TIMESTAMP NOT NULL,
         PRIMARY KEY (segment_key, as_of))""",
+    # A stable number per customer, so that day-to-day membership bitsets line up.
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.customer_index (customer_id VARCHAR PRIMARY KEY, idx BIGINT NOT NULL)",
+    # The latest recorded membership of each segment as bits over customer_index (and arm codes).
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
+        segment_key VARCHAR PRIMARY KEY, as_of DATE NOT NULL, bits BLOB NOT NULL, arm_names JSON, arm_codes BLOB)""",
 ]
 
 
@@ -84,8 +89,229 @@ def record(
     keys: Sequence[str],
     versions: dict[str, str],
 ) -> dict[str, Recorded]:
-    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key."""
+    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key.
+
+    The nightly case (a date after every recorded one) diffs bitsets against the stored state of the
+    previous date and writes only entries and exits; any other date takes the general SQL path.
+    """
     ensure_tables(con)
+    d = evaluation.as_of
+    space = _index_space(con, evaluation)
+    bounds = _bounds(con, keys, d)
+    states = dict(con.execute(f"SELECT segment_key, as_of FROM {SCHEMA}.state").fetchall())
+    fast = [k for k in keys if bounds[k][1] is None and not bounds[k][2] and states.get(k) == bounds[k][0]]
+    general = [k for k in keys if k not in set(fast)]
+    changes = _record_forward(con, evaluation, fast, space) if fast else {}
+    if general:
+        changes |= _record_general(con, evaluation, general)
+    _save_states(con, evaluation, [k for k in keys if bounds[k][1] is None], space)
+    now = datetime.now().replace(microsecond=0)
+    out: dict[str, Recorded] = {}
+    for key in keys:
+        entered, exited = changes.get(key, (0, 0))
+        out[key] = Recorded(key, evaluation.size(key), entered, exited, evaluation.arm_sizes(key), bounds[key][0])
+    con.execute(f"DELETE FROM {SCHEMA}.evaluations WHERE as_of = ? AND list_contains(?, segment_key)", [d, list(keys)])
+    con.executemany(
+        f"INSERT INTO {SCHEMA}.evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (k, d, versions.get(k, ""), r.size, r.entered, r.exited, json.dumps(r.arms) if r.arms else None, now)
+            for k, r in out.items()
+        ],
+    )
+    return out
+
+
+@dataclass
+class _Space:
+    """The evaluation's rows placed in the stable customer index."""
+
+    row_index: np.ndarray
+    size: int
+    identity: bool  # row i is customer index i: bitsets need no re-mapping
+
+    def to_index(self, bits: np.ndarray, n: int) -> np.ndarray:
+        if self.identity:
+            return bits
+        mask = np.zeros(self.size, dtype=bool)
+        mask[self.row_index[np.unpackbits(bits, count=n).view(bool)]] = True
+        return np.packbits(mask)
+
+    def codes_to_index(self, codes: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return codes
+        out = np.full(self.size, -1, dtype=np.int16)
+        out[self.row_index] = codes
+        return out
+
+
+def _index_space(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> _Space:
+    """Give customers new to the index the next numbers (in the evaluation's row order)."""
+    row_index = evaluation.row_index.copy()
+    new_rows = np.flatnonzero(row_index < 0)
+    first = con.execute(f"SELECT coalesce(max(idx) + 1, 0) FROM {SCHEMA}.customer_index").fetchone()[0]
+    if len(new_rows):
+        row_index[new_rows] = first + np.arange(len(new_rows))
+        fresh = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+            {"customer_id": pa.array(evaluation.customer_ids[new_rows], pa.string()), "idx": row_index[new_rows]}
+        )
+        con.execute(f"INSERT INTO {SCHEMA}.customer_index SELECT customer_id, idx FROM fresh")
+    size = int(first + len(new_rows))
+    identity = len(row_index) == size and bool(np.array_equal(row_index, np.arange(size)))
+    return _Space(row_index, size, identity)
+
+
+def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dict[str, tuple]:
+    """Per key: (previous evaluated date, next evaluated date, evaluated on d already)."""
+    rows = con.execute(
+        f"""SELECT segment_key, max(as_of) FILTER (WHERE as_of < ?), min(as_of) FILTER (WHERE as_of > ?),
+            coalesce(bool_or(as_of = ?), false)
+        FROM {SCHEMA}.evaluations WHERE list_contains(?, segment_key) GROUP BY 1""",
+        [d, d, d, list(keys)],
+    ).fetchall()
+    out = dict.fromkeys(keys, (None, None, False))
+    out.update({key: (prev, nxt, same) for key, prev, nxt, same in rows})
+    return out
+
+
+def _set_bits(packed: np.ndarray) -> np.ndarray:
+    """Positions of the 1 bits, looking only at the non-zero bytes (few when little changed)."""
+    nonzero = np.flatnonzero(packed)
+    if not len(nonzero):
+        return np.array([], dtype=np.int64)
+    rows, cols = np.nonzero(np.unpackbits(packed[nonzero]).reshape(-1, 8))
+    return nonzero[rows].astype(np.int64) * 8 + cols
+
+
+def _pad(bits: np.ndarray, length: int) -> np.ndarray:
+    return bits if len(bits) >= length else np.concatenate([bits, np.zeros(length - len(bits), dtype=np.uint8)])
+
+
+def _load_states(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, tuple]:
+    """key -> (bits, arm names, arm codes) of the stored states, in one query."""
+    rows = con.execute(
+        f"SELECT segment_key, bits, arm_names, arm_codes FROM {SCHEMA}.state WHERE list_contains(?, segment_key)",
+        [list(keys)],
+    ).fetchall()
+    return {
+        key: (
+            np.frombuffer(bits, dtype=np.uint8),
+            json.loads(names) if names else [],
+            np.frombuffer(codes, dtype=np.int16) if codes is not None else None,
+        )
+        for key, bits, names, codes in rows
+    }
+
+
+class _Delta:
+    """Entries, exits and arm changes, written in chunks so that a first day of millions stays small."""
+
+    CHUNK = 5_000_000
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date):
+        self.con, self.d = con, d
+        self.parts: list[tuple[str, np.ndarray, np.ndarray | None, str]] = []
+        self.rows = 0
+
+    def add(self, key: str, idx: np.ndarray, arms: np.ndarray | None, kind: str) -> None:
+        if len(idx):
+            self.parts.append((key, idx, arms, kind))
+            self.rows += len(idx)
+            if self.rows >= self.CHUNK:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        keys = pa.array([p[0] for p in self.parts], pa.string())
+        kinds = pa.array([p[3] for p in self.parts], pa.string())
+        lengths = np.array([len(p[1]) for p in self.parts])
+        which = np.repeat(np.arange(len(self.parts)), lengths)
+        arms = np.concatenate(
+            [p[2] if p[2] is not None else np.full(len(p[1]), None, dtype=object) for p in self.parts]
+        )
+        delta = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+            {
+                "segment_key": pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), keys),
+                "idx": pa.array(np.concatenate([p[1] for p in self.parts]), pa.int64()),
+                "arm": pa.array(arms, pa.string()),
+                "kind": pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), kinds),
+            }
+        )
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _acrm_delta AS
+            SELECT x.segment_key::VARCHAR AS segment_key, i.customer_id, x.arm, x.kind::VARCHAR AS kind
+            FROM delta x JOIN {SCHEMA}.customer_index i USING (idx)"""
+        )
+        self.con.execute(
+            f"""UPDATE {SCHEMA}.membership m SET valid_to = ? FROM _acrm_delta x
+            WHERE x.kind IN ('exit', 'rearm') AND m.segment_key = x.segment_key AND m.customer_id = x.customer_id
+                AND m.valid_to IS NULL""",
+            [self.d],
+        )
+        self.con.execute(
+            f"""INSERT INTO {SCHEMA}.membership
+            SELECT segment_key, customer_id, arm, ?, NULL FROM _acrm_delta WHERE kind IN ('enter', 'rearm')""",
+            [self.d],
+        )
+        self.con.execute("DROP TABLE IF EXISTS _acrm_delta")
+        self.parts, self.rows = [], 0
+
+
+def _record_forward(
+    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space
+) -> dict[str, tuple[int, int]]:
+    """Entries, exits and arm changes from bitsets; only those rows are written."""
+    delta = _Delta(con, evaluation.as_of)
+    counts: dict[str, tuple[int, int]] = {}
+    nbytes = (space.size + 7) // 8
+    states = _load_states(con, keys)
+    empty = (np.zeros(0, dtype=np.uint8), [], None)
+    for key in keys:
+        cur = _pad(space.to_index(evaluation.bits[key], evaluation.n), nbytes)
+        prev_bits, prev_names, prev_codes = states.get(key, empty)
+        prev = _pad(prev_bits, nbytes)[:nbytes]
+        entered = _set_bits(cur & ~prev)
+        exited = _set_bits(prev & ~cur)
+        counts[key] = (len(entered), len(exited))
+        names = np.array(evaluation.arm_names.get(key, []), dtype=object)
+        cur_codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
+        delta.add(key, exited, None, "exit")
+        delta.add(key, entered, names[cur_codes[entered]] if cur_codes is not None else None, "enter")
+        if cur_codes is not None and prev_codes is not None and len(prev_names):
+            stay = _set_bits(cur & prev)
+            old = np.array(prev_names, dtype=object)[prev_codes[stay]]
+            rearmed = stay[old != names[cur_codes[stay]]]
+            delta.add(key, rearmed, names[cur_codes[rearmed]], "rearm")
+    delta.flush()
+    return counts
+
+
+def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space) -> None:
+    """Keep the latest membership of each key as bits over the customer index, for tomorrow's diff."""
+    if not keys:
+        return
+    con.execute(f"DELETE FROM {SCHEMA}.state WHERE list_contains(?, segment_key)", [list(keys)])
+    rows = []
+    for key in keys:
+        bits = space.to_index(evaluation.bits[key], evaluation.n)
+        names = evaluation.arm_names.get(key)
+        codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
+        rows.append(
+            (
+                key,
+                evaluation.as_of,
+                bits.tobytes(),
+                json.dumps(names) if names else None,
+                codes.astype(np.int16).tobytes() if codes is not None else None,
+            )
+        )
+    con.executemany(f"INSERT INTO {SCHEMA}.state VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def _record_general(
+    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Any date, any order (backfills, re-runs): replace [d, next evaluated date) in SQL."""
     d = evaluation.as_of
     new = _new_members(evaluation, keys)  # noqa: F841 - read by DuckDB through the variable name
     con.execute("CREATE OR REPLACE TEMP TABLE _acrm_new AS SELECT * FROM new")
@@ -136,29 +362,10 @@ def record(
     )
     for boundary in ("d", "next"):
         _merge_at(con, boundary)
-    # The evaluation rows.
-    now = datetime.now().replace(microsecond=0)
-    out: dict[str, Recorded] = {}
-    prev = dict(con.execute("SELECT segment_key, prev FROM _acrm_bounds").fetchall())
-    for key in keys:
-        entered, exited = changes[key]
-        arms = evaluation.arm_sizes(key)
-        out[key] = Recorded(key, evaluation.size(key), entered, exited, arms, prev.get(key))
-    con.execute(
-        f"DELETE FROM {SCHEMA}.evaluations WHERE as_of = ? AND segment_key IN (SELECT segment_key FROM _acrm_keys)",
-        [d],
-    )
-    con.executemany(
-        f"INSERT INTO {SCHEMA}.evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (k, d, versions.get(k, ""), r.size, r.entered, r.exited, json.dumps(r.arms) if r.arms else None, now)
-            for k, r in out.items()
-        ],
-    )
     _recount_next(con)
     for tmp in ("_acrm_new", "_acrm_keys", "_acrm_bounds", "_acrm_prev", "_acrm_overlap"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
-    return out
+    return changes
 
 
 def _recount_next(con: duckdb.DuckDBPyConnection) -> None:
