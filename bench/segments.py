@@ -80,7 +80,8 @@ def build_marts(con: duckdb.DuckDBPyConnection, n: int, as_of: date) -> None:
         FROM range({5 * n}) t(i)""")
     con.execute(f"""CREATE OR REPLACE TABLE marts.fct_messages AS
         SELECT 'M' || i AS message_id, 'C' || lpad((hash(i, 40) % {n})::VARCHAR, 9, '0') AS customer_id,
-            'camp-' || (hash(i, 41) % 20) AS campaign_id, ['email', 'sms', 'push'][1 + (hash(i, 42) % 3)::INT] AS channel,
+            'camp-' || (hash(i, 41) % 20) AS campaign_id,
+            ['email', 'sms', 'push'][1 + (hash(i, 42) % 3)::INT] AS channel,
             TIMESTAMP '{as_of}' - INTERVAL (hash(i, 43) % (365 * 86400)) SECOND AS sent_at,
             NULL::TIMESTAMP AS delivered_at,
             CASE WHEN hash(i, 44) % 4 = 0 THEN TIMESTAMP '{as_of}' - INTERVAL (hash(i, 43) % (365 * 86400)) SECOND

@@ -149,3 +149,15 @@ def test_nightly_fast_path_equals_general_path(tmp_path: Path) -> None:
             for s, c, _, f, t in tables[0][0]
             if s == "big" and f <= date(2024, 2, n + 1) and (t is None or t > date(2024, 2, n + 1))
         } == expected
+
+
+def test_backfill_that_removes_every_change_of_the_next_day(setup) -> None:
+    con, segments = setup
+    run(con, segments, D1, {"c1": 150})
+    run(con, segments, D3, {"c1": 150, "c2": 150})
+    # D2 backfilled with D3's membership: D3 no longer changes anything.
+    r2 = run(con, segments, D2, {"c1": 150, "c2": 150})
+    assert (r2["big"].entered, r2["big"].exited) == (1, 0)
+    d3 = con.execute("SELECT entered, exited FROM segments.evaluations WHERE segment_key='big' AND as_of=?", [D3])
+    assert d3.fetchone() == (0, 0)
+    assert members(con, "big", D3) == {"c1", "c2"}

@@ -159,7 +159,8 @@ def evaluate(
 def _in_index_order(con: duckdb.DuckDBPyConnection, wide: exp.Select) -> str:
     """The wide rows ordered by the history's stable customer index when there is one (see history.py)."""
     has_index = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'segments' AND table_name = 'customer_index'"
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'segments' AND table_name = 'customer_index'"
     ).fetchone()[0]
     if not has_index:
         return f"SELECT *, NULL::BIGINT AS _acrm_idx FROM ({wide.sql('duckdb')}) ORDER BY customer_id"

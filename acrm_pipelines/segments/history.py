@@ -1,13 +1,15 @@
-"""Membership history as validity intervals: storage grows with entries and exits, not days × members.
+"""Membership history as a changelog: storage grows with entries and exits, not days × members.
 
-`segments.membership` holds one row per stretch of days a customer spent in a segment (and arm):
-member on day `d` when `valid_from <= d` and (`valid_to` is null or `d < valid_to`). Interval ends are
-evaluation dates, so a day between two evaluations reads the earlier one. `segments.evaluations` has
-one row per segment and evaluated date with its size and the entered / exited counts against the
-previous evaluated date.
+`segments.changes` has one row per customer who entered, exited or changed arm in a segment on an
+evaluated date. A customer is a member on day `d` when their latest change on or before `d` is not
+an exit; so a day between two evaluations reads the earlier one. The view `segments.membership` shows
+the same history as validity intervals (`valid_from` ≤ d < `valid_to`, open when `valid_to` is null).
+`segments.evaluations` has one row per segment and evaluated date: size, entered, exited, arms.
 
-Recording date `d` replaces membership on `[d, next evaluated date)` only, so a backfill of a past date
-leaves later dates as they were; adjacent stretches with the same arm are merged back into one row.
+Recording the day after the latest one (the nightly case) diffs bitsets against `segments.state`,
+the last membership kept as bits over a stable customer index, and only appends the changes.
+Recording any other date (a backfill, a re-run) rewrites the changes on that date and on the next
+evaluated date, so every later date keeps the membership it had.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ import pyarrow as pa
 from acrm_pipelines.segments.evaluate import Evaluation, Fixed
 
 SCHEMA = "segments"
-FAR = "DATE '9999-12-31'"
 
 DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.membership (
-        segment_key VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR,
-        valid_from DATE NOT NULL, valid_to DATE)""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.changes (
+        segment_key VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, as_of DATE NOT NULL,
+        kind VARCHAR NOT NULL, arm VARCHAR)""",
     f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.evaluations (
         segment_key VARCHAR NOT NULL, as_of DATE NOT NULL, version VARCHAR NOT NULL, size BIGINT NOT NULL,
         entered BIGINT NOT NULL, exited BIGINT NOT NULL, arms JSON, evaluated_at TIMESTAMP NOT NULL,
@@ -40,7 +41,18 @@ DDL = [
     # The latest recorded membership of each segment as bits over customer_index (and arm codes).
     f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
         segment_key VARCHAR PRIMARY KEY, as_of DATE NOT NULL, bits BLOB NOT NULL, arm_names JSON, arm_codes BLOB)""",
+    f"""CREATE OR REPLACE VIEW {SCHEMA}.membership AS
+        SELECT segment_key, customer_id, arm, valid_from, valid_to FROM (
+            SELECT segment_key, customer_id, arm, kind, as_of AS valid_from,
+                lead(as_of) OVER (PARTITION BY segment_key, customer_id ORDER BY as_of) AS valid_to
+            FROM {SCHEMA}.changes)
+        WHERE kind <> 'exit'""",
 ]
+# Members on a day, per segment in a temp table `_acrm_days (segment_key, day)`.
+MEMBERS_ON_DAYS = f"""
+    SELECT c.segment_key, c.customer_id, arg_max(c.arm, c.as_of) AS arm
+    FROM {SCHEMA}.changes c JOIN _acrm_days d ON d.segment_key = c.segment_key AND c.as_of <= d.day
+    GROUP BY 1, 2 HAVING arg_max(c.kind, c.as_of) <> 'exit'"""
 
 
 @dataclass(frozen=True)
@@ -58,42 +70,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
-def _new_members(evaluation: Evaluation, keys: Sequence[str]) -> pa.Table:
-    seg_col, id_col, arm_col = [], [], []
-    for key in keys:
-        mask = evaluation.mask(key)
-        ids = evaluation.customer_ids[mask]
-        seg_col.append(np.full(len(ids), key, dtype=object))
-        id_col.append(ids)
-        if key in evaluation.arm_codes:
-            names = np.array(evaluation.arm_names[key], dtype=object)
-            arm_col.append(names[evaluation.arm_codes[key][mask]])
-        else:
-            arm_col.append(np.full(len(ids), None, dtype=object))
-
-    def cat(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.array([], dtype=object)
-
-    return pa.table(
-        {
-            "segment_key": pa.array(cat(seg_col), pa.string()),
-            "customer_id": pa.array(cat(id_col), pa.string()),
-            "arm": pa.array(cat(arm_col), pa.string()),
-        }
-    )
-
-
 def record(
     con: duckdb.DuckDBPyConnection,
     evaluation: Evaluation,
     keys: Sequence[str],
     versions: dict[str, str],
 ) -> dict[str, Recorded]:
-    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key.
-
-    The nightly case (a date after every recorded one) diffs bitsets against the stored state of the
-    previous date and writes only entries and exits; any other date takes the general SQL path.
-    """
+    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key."""
     ensure_tables(con)
     d = evaluation.as_of
     space = _index_space(con, evaluation)
@@ -101,24 +84,34 @@ def record(
     states = dict(con.execute(f"SELECT segment_key, as_of FROM {SCHEMA}.state").fetchall())
     fast = [k for k in keys if bounds[k][1] is None and not bounds[k][2] and states.get(k) == bounds[k][0]]
     general = [k for k in keys if k not in set(fast)]
-    changes = _record_forward(con, evaluation, fast, space) if fast else {}
+    counts = _record_forward(con, evaluation, fast, space) if fast else {}
     if general:
-        changes |= _record_general(con, evaluation, general)
+        counts |= _record_general(con, evaluation, general, bounds)
     _save_states(con, evaluation, [k for k in keys if bounds[k][1] is None], space)
     now = datetime.now().replace(microsecond=0)
     out: dict[str, Recorded] = {}
     for key in keys:
-        entered, exited = changes.get(key, (0, 0))
+        entered, exited = counts[key]
         out[key] = Recorded(key, evaluation.size(key), entered, exited, evaluation.arm_sizes(key), bounds[key][0])
     con.execute(f"DELETE FROM {SCHEMA}.evaluations WHERE as_of = ? AND list_contains(?, segment_key)", [d, list(keys)])
-    con.executemany(
-        f"INSERT INTO {SCHEMA}.evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (k, d, versions.get(k, ""), r.size, r.entered, r.exited, json.dumps(r.arms) if r.arms else None, now)
-            for k, r in out.items()
-        ],
+    rows = pa.table(  # noqa: F841 - read by DuckDB through the variable name (executemany is slow)
+        {
+            "segment_key": list(out),
+            "version": [versions.get(k, "") for k in out],
+            "size": [r.size for r in out.values()],
+            "entered": [r.entered for r in out.values()],
+            "exited": [r.exited for r in out.values()],
+            "arms": [json.dumps(r.arms) if r.arms else None for r in out.values()],
+        }
+    )
+    con.execute(
+        f"INSERT INTO {SCHEMA}.evaluations SELECT segment_key, ?, version, size, entered, exited, arms, ? FROM rows",
+        [d, now],
     )
     return out
+
+
+# --- the stable customer index and stored states -------------------------------------------------------
 
 
 @dataclass
@@ -173,19 +166,6 @@ def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dic
     return out
 
 
-def _set_bits(packed: np.ndarray) -> np.ndarray:
-    """Positions of the 1 bits, looking only at the non-zero bytes (few when little changed)."""
-    nonzero = np.flatnonzero(packed)
-    if not len(nonzero):
-        return np.array([], dtype=np.int64)
-    rows, cols = np.nonzero(np.unpackbits(packed[nonzero]).reshape(-1, 8))
-    return nonzero[rows].astype(np.int64) * 8 + cols
-
-
-def _pad(bits: np.ndarray, length: int) -> np.ndarray:
-    return bits if len(bits) >= length else np.concatenate([bits, np.zeros(length - len(bits), dtype=np.uint8)])
-
-
 def _load_states(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, tuple]:
     """key -> (bits, arm names, arm codes) of the stored states, in one query."""
     rows = con.execute(
@@ -202,8 +182,51 @@ def _load_states(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[st
     }
 
 
-class _Delta:
-    """Entries, exits and arm changes, written in chunks so that a first day of millions stays small."""
+def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space) -> None:
+    """Keep the latest membership of each key as bits over the customer index, for the next day's diff."""
+    if not keys:
+        return
+    con.execute(f"DELETE FROM {SCHEMA}.state WHERE list_contains(?, segment_key)", [list(keys)])
+    bits, names, codes = [], [], []
+    for key in keys:
+        bits.append(space.to_index(evaluation.bits[key], evaluation.n).tobytes())
+        arm_names = evaluation.arm_names.get(key)
+        names.append(json.dumps(arm_names) if arm_names else None)
+        arm_codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
+        codes.append(arm_codes.astype(np.int16).tobytes() if arm_codes is not None else None)
+    states = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+        {
+            "segment_key": list(keys),
+            "bits": pa.array(bits, pa.binary()),
+            "arm_names": names,
+            "arm_codes": pa.array(codes, pa.binary()),
+        }
+    )
+    con.execute(
+        f"INSERT INTO {SCHEMA}.state SELECT segment_key, ?, bits, arm_names, arm_codes FROM states", [evaluation.as_of]
+    )
+
+
+# --- the nightly path: bitset diffs, appended changes ----------------------------------------------------
+
+
+def _set_bits(packed: np.ndarray) -> np.ndarray:
+    """Positions of the 1 bits, looking only at the non-zero bytes (few when little changed)."""
+    nonzero = np.flatnonzero(packed)
+    if not len(nonzero):
+        return np.array([], dtype=np.int64)
+    rows, cols = np.nonzero(np.unpackbits(packed[nonzero]).reshape(-1, 8))
+    return nonzero[rows].astype(np.int64) * 8 + cols
+
+
+def _pad(bits: np.ndarray, length: int) -> np.ndarray:
+    if len(bits) >= length:
+        return bits[:length]
+    return np.concatenate([bits, np.zeros(length - len(bits), dtype=np.uint8)])
+
+
+class _Appender:
+    """Change rows by customer index, appended in chunks so that a first day of millions stays small."""
 
     CHUNK = 5_000_000
 
@@ -222,46 +245,29 @@ class _Delta:
     def flush(self) -> None:
         if not self.parts:
             return
-        keys = pa.array([p[0] for p in self.parts], pa.string())
-        kinds = pa.array([p[3] for p in self.parts], pa.string())
-        lengths = np.array([len(p[1]) for p in self.parts])
-        which = np.repeat(np.arange(len(self.parts)), lengths)
-        arms = np.concatenate(
-            [p[2] if p[2] is not None else np.full(len(p[1]), None, dtype=object) for p in self.parts]
-        )
-        delta = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+        which = pa.array(np.repeat(np.arange(len(self.parts)), [len(p[1]) for p in self.parts]), pa.int32())
+        arms = [p[2] if p[2] is not None else np.full(len(p[1]), None, dtype=object) for p in self.parts]
+        changes = pa.table(  # noqa: F841 - read by DuckDB through the variable name
             {
-                "segment_key": pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), keys),
+                "segment_key": pa.DictionaryArray.from_arrays(which, pa.array([p[0] for p in self.parts])),
                 "idx": pa.array(np.concatenate([p[1] for p in self.parts]), pa.int64()),
-                "arm": pa.array(arms, pa.string()),
-                "kind": pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), kinds),
+                "kind": pa.DictionaryArray.from_arrays(which, pa.array([p[3] for p in self.parts])),
+                "arm": pa.array(np.concatenate(arms), pa.string()),
             }
         )
         self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _acrm_delta AS
-            SELECT x.segment_key::VARCHAR AS segment_key, i.customer_id, x.arm, x.kind::VARCHAR AS kind
-            FROM delta x JOIN {SCHEMA}.customer_index i USING (idx)"""
-        )
-        self.con.execute(
-            f"""UPDATE {SCHEMA}.membership m SET valid_to = ? FROM _acrm_delta x
-            WHERE x.kind IN ('exit', 'rearm') AND m.segment_key = x.segment_key AND m.customer_id = x.customer_id
-                AND m.valid_to IS NULL""",
+            f"""INSERT INTO {SCHEMA}.changes
+            SELECT x.segment_key::VARCHAR, i.customer_id, ?, x.kind::VARCHAR, x.arm
+            FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)""",
             [self.d],
         )
-        self.con.execute(
-            f"""INSERT INTO {SCHEMA}.membership
-            SELECT segment_key, customer_id, arm, ?, NULL FROM _acrm_delta WHERE kind IN ('enter', 'rearm')""",
-            [self.d],
-        )
-        self.con.execute("DROP TABLE IF EXISTS _acrm_delta")
         self.parts, self.rows = [], 0
 
 
 def _record_forward(
     con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space
 ) -> dict[str, tuple[int, int]]:
-    """Entries, exits and arm changes from bitsets; only those rows are written."""
-    delta = _Delta(con, evaluation.as_of)
+    appender = _Appender(con, evaluation.as_of)
     counts: dict[str, tuple[int, int]] = {}
     nbytes = (space.size + 7) // 8
     states = _load_states(con, keys)
@@ -269,148 +275,105 @@ def _record_forward(
     for key in keys:
         cur = _pad(space.to_index(evaluation.bits[key], evaluation.n), nbytes)
         prev_bits, prev_names, prev_codes = states.get(key, empty)
-        prev = _pad(prev_bits, nbytes)[:nbytes]
+        prev = _pad(prev_bits, nbytes)
         entered = _set_bits(cur & ~prev)
         exited = _set_bits(prev & ~cur)
         counts[key] = (len(entered), len(exited))
         names = np.array(evaluation.arm_names.get(key, []), dtype=object)
-        cur_codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
-        delta.add(key, exited, None, "exit")
-        delta.add(key, entered, names[cur_codes[entered]] if cur_codes is not None else None, "enter")
-        if cur_codes is not None and prev_codes is not None and len(prev_names):
+        codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
+        appender.add(key, exited, None, "exit")
+        appender.add(key, entered, names[codes[entered]] if codes is not None else None, "enter")
+        if codes is not None and prev_codes is not None and len(prev_names):
             stay = _set_bits(cur & prev)
-            old = np.array(prev_names, dtype=object)[prev_codes[stay]]
-            rearmed = stay[old != names[cur_codes[stay]]]
-            delta.add(key, rearmed, names[cur_codes[rearmed]], "rearm")
-    delta.flush()
+            moved = stay[np.array(prev_names, dtype=object)[prev_codes[stay]] != names[codes[stay]]]
+            appender.add(key, moved, names[codes[moved]], "rearm")
+    appender.flush()
     return counts
 
 
-def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space) -> None:
-    """Keep the latest membership of each key as bits over the customer index, for tomorrow's diff."""
-    if not keys:
-        return
-    con.execute(f"DELETE FROM {SCHEMA}.state WHERE list_contains(?, segment_key)", [list(keys)])
-    rows = []
+# --- any other date: rewrite the changes on d and on the next evaluated date -------------------------------
+
+
+def _members_table(evaluation: Evaluation, keys: Sequence[str]) -> pa.Table:
+    parts = []
     for key in keys:
-        bits = space.to_index(evaluation.bits[key], evaluation.n)
-        names = evaluation.arm_names.get(key)
-        codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
-        rows.append(
-            (
-                key,
-                evaluation.as_of,
-                bits.tobytes(),
-                json.dumps(names) if names else None,
-                codes.astype(np.int16).tobytes() if codes is not None else None,
-            )
-        )
-    con.executemany(f"INSERT INTO {SCHEMA}.state VALUES (?, ?, ?, ?, ?)", rows)
+        mask = evaluation.mask(key)
+        ids = evaluation.customer_ids[mask]
+        if key in evaluation.arm_codes:
+            arms = np.array(evaluation.arm_names[key], dtype=object)[evaluation.arm_codes[key][mask]]
+        else:
+            arms = np.full(len(ids), None, dtype=object)
+        parts.append((key, ids, arms))
+    which = pa.array(np.repeat(np.arange(len(parts)), [len(p[1]) for p in parts]), pa.int32())
+    return pa.table(
+        {
+            "segment_key": pa.DictionaryArray.from_arrays(which, pa.array([p[0] for p in parts])).cast(pa.string()),
+            "customer_id": pa.array(np.concatenate([p[1] for p in parts]), pa.string()),
+            "arm": pa.array(np.concatenate([p[2] for p in parts]), pa.string()),
+        }
+    )
+
+
+DIFF = """
+    SELECT coalesce(b.segment_key, a.segment_key) AS segment_key, coalesce(b.customer_id, a.customer_id) AS customer_id,
+        CASE WHEN a.customer_id IS NULL THEN 'enter' WHEN b.customer_id IS NULL THEN 'exit' ELSE 'rearm' END AS kind,
+        b.arm
+    FROM {before} a FULL OUTER JOIN {after} b ON a.segment_key = b.segment_key AND a.customer_id = b.customer_id
+    WHERE a.customer_id IS NULL OR b.customer_id IS NULL OR a.arm IS DISTINCT FROM b.arm"""
+
+
+def _members_on(con: duckdb.DuckDBPyConnection, name: str, days: dict[str, date | None]) -> None:
+    """A temp table `name` of the members of each segment on its day (empty when the day is None)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_days (segment_key VARCHAR, day DATE)")
+    rows = [(k, day) for k, day in days.items() if day is not None]
+    if rows:
+        con.executemany("INSERT INTO _acrm_days VALUES (?, ?)", rows)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {MEMBERS_ON_DAYS}")
 
 
 def _record_general(
-    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str]
+    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], bounds: dict[str, tuple]
 ) -> dict[str, tuple[int, int]]:
-    """Any date, any order (backfills, re-runs): replace [d, next evaluated date) in SQL."""
     d = evaluation.as_of
-    new = _new_members(evaluation, keys)  # noqa: F841 - read by DuckDB through the variable name
-    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_new AS SELECT * FROM new")
-    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_keys (segment_key VARCHAR)")
-    con.executemany("INSERT INTO _acrm_keys VALUES (?)", [(k,) for k in keys])
+    _members_on(con, "_acrm_before", {k: bounds[k][0] for k in keys})
+    _members_on(con, "_acrm_later", {k: bounds[k][1] for k in keys})  # before anything changes
+    members = _members_table(evaluation, keys)  # noqa: F841 - read by DuckDB through the variable name
+    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_now AS SELECT * FROM members")
+    con.execute(f"DELETE FROM {SCHEMA}.changes WHERE as_of = ? AND list_contains(?, segment_key)", [d, list(keys)])
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _acrm_bounds AS
-        SELECT k.segment_key, CAST(? AS DATE) AS d,
-            (SELECT max(as_of) FROM {SCHEMA}.evaluations e WHERE e.segment_key = k.segment_key AND e.as_of < ?) AS prev,
-            (SELECT min(as_of) FROM {SCHEMA}.evaluations e WHERE e.segment_key = k.segment_key AND e.as_of > ?) AS next
-        FROM _acrm_keys k""",
-        [d, d, d],
+        f"INSERT INTO {SCHEMA}.changes SELECT segment_key, customer_id, ?, kind, arm FROM "
+        f"({DIFF.format(before='_acrm_before', after='_acrm_now')})",
+        [d],
     )
-    # Entered / exited against the previous evaluated date.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _acrm_prev AS
-        SELECT m.segment_key, m.customer_id FROM {SCHEMA}.membership m JOIN _acrm_bounds b USING (segment_key)
-        WHERE b.prev IS NOT NULL AND m.valid_from <= b.prev AND coalesce(m.valid_to, {FAR}) > b.prev"""
-    )
-    changes = dict.fromkeys(keys, (0, 0))
+    later = {k: bounds[k][1] for k in keys if bounds[k][1] is not None}
+    for key, nxt in later.items():  # the next date now changes from d's membership, not from the old one
+        con.execute(f"DELETE FROM {SCHEMA}.changes WHERE segment_key = ? AND as_of = ?", [key, nxt])
+    if later:
+        con.execute(
+            f"""INSERT INTO {SCHEMA}.changes SELECT x.segment_key, x.customer_id, d.day, x.kind, x.arm
+            FROM ({DIFF.format(before="_acrm_now", after="_acrm_later")}) x JOIN _acrm_days d USING (segment_key)"""
+        )
+        con.execute(
+            f"""UPDATE {SCHEMA}.evaluations e SET entered = c.entered, exited = c.exited
+            FROM (SELECT d.segment_key, d.day AS as_of, count(c.kind) FILTER (WHERE c.kind = 'enter') AS entered,
+                    count(c.kind) FILTER (WHERE c.kind = 'exit') AS exited
+                  FROM _acrm_days d LEFT JOIN {SCHEMA}.changes c ON d.segment_key = c.segment_key AND c.as_of = d.day
+                  GROUP BY 1, 2) c
+            WHERE e.segment_key = c.segment_key AND e.as_of = c.as_of"""
+        )
+    counts = dict.fromkeys(keys, (0, 0))
     rows = con.execute(
-        """SELECT segment_key, sum(CASE WHEN p IS NULL THEN 1 ELSE 0 END), sum(CASE WHEN n IS NULL THEN 1 ELSE 0 END)
-        FROM (SELECT coalesce(n.segment_key, p.segment_key) AS segment_key, n.customer_id AS n, p.customer_id AS p
-              FROM _acrm_new n FULL OUTER JOIN _acrm_prev p USING (segment_key, customer_id))
-        GROUP BY 1"""
+        f"""SELECT segment_key, count(*) FILTER (WHERE kind = 'enter'), count(*) FILTER (WHERE kind = 'exit')
+        FROM {SCHEMA}.changes WHERE as_of = ? AND list_contains(?, segment_key) GROUP BY 1""",
+        [d, list(keys)],
     ).fetchall()
-    for key, entered, exited in rows:
-        changes[key] = (int(entered or 0), int(exited or 0))
-    # Replace [d, next) with the new membership; keep what lies before d and from next on.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _acrm_overlap AS
-        SELECT m.*, b.d, b.next FROM {SCHEMA}.membership m JOIN _acrm_bounds b USING (segment_key)
-        WHERE m.valid_from < coalesce(b.next, {FAR}) AND coalesce(m.valid_to, {FAR}) > b.d"""
-    )
-    con.execute(
-        f"""DELETE FROM {SCHEMA}.membership m USING _acrm_overlap o
-        WHERE m.segment_key = o.segment_key AND m.customer_id = o.customer_id AND m.valid_from = o.valid_from"""
-    )
-    con.execute(
-        f"""INSERT INTO {SCHEMA}.membership
-        SELECT segment_key, customer_id, arm, valid_from, d FROM _acrm_overlap WHERE valid_from < d
-        UNION ALL
-        SELECT segment_key, customer_id, arm, next, valid_to FROM _acrm_overlap
-            WHERE next IS NOT NULL AND coalesce(valid_to, {FAR}) > next
-        UNION ALL
-        SELECT n.segment_key, n.customer_id, n.arm, b.d, b.next
-            FROM _acrm_new n JOIN _acrm_bounds b USING (segment_key)"""
-    )
-    for boundary in ("d", "next"):
-        _merge_at(con, boundary)
-    _recount_next(con)
-    for tmp in ("_acrm_new", "_acrm_keys", "_acrm_bounds", "_acrm_prev", "_acrm_overlap"):
+    counts.update({k: (int(e), int(x)) for k, e, x in rows})
+    for tmp in ("_acrm_before", "_acrm_later", "_acrm_now", "_acrm_days"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
-    return changes
+    return counts
 
 
-def _recount_next(con: duckdb.DuckDBPyConnection) -> None:
-    """After a backfill, the next evaluated date's entered / exited count against the new previous date."""
-    con.execute(
-        f"""UPDATE {SCHEMA}.evaluations e SET entered = c.entered, exited = c.exited
-        FROM (
-            SELECT b.segment_key, b.next,
-                count(*) FILTER (WHERE on_next AND NOT on_d) AS entered,
-                count(*) FILTER (WHERE on_d AND NOT on_next) AS exited
-            FROM _acrm_bounds b
-            JOIN (
-                SELECT m.segment_key, m.customer_id,
-                    bool_or(m.valid_from <= b.next AND coalesce(m.valid_to, {FAR}) > b.next) AS on_next,
-                    bool_or(m.valid_from <= b.d AND coalesce(m.valid_to, {FAR}) > b.d) AS on_d
-                FROM {SCHEMA}.membership m JOIN _acrm_bounds b USING (segment_key)
-                WHERE b.next IS NOT NULL
-                GROUP BY 1, 2
-            ) x USING (segment_key)
-            WHERE b.next IS NOT NULL
-            GROUP BY 1, 2
-        ) c
-        WHERE e.segment_key = c.segment_key AND e.as_of = c.next"""
-    )
-
-
-def _merge_at(con: duckdb.DuckDBPyConnection, boundary: str) -> None:
-    """Join a stretch ending at the boundary with the same customer's stretch (same arm) starting there."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _acrm_merge AS
-        SELECT a.segment_key, a.customer_id, a.valid_from AS from_a, b.valid_from AS from_b, b.valid_to AS to_b
-        FROM {SCHEMA}.membership a
-        JOIN _acrm_bounds k ON k.segment_key = a.segment_key AND a.valid_to = k.{boundary}
-        JOIN {SCHEMA}.membership b ON b.segment_key = a.segment_key AND b.customer_id = a.customer_id
-            AND b.valid_from = a.valid_to AND b.arm IS NOT DISTINCT FROM a.arm"""
-    )
-    con.execute(
-        f"""DELETE FROM {SCHEMA}.membership m USING _acrm_merge x
-        WHERE m.segment_key = x.segment_key AND m.customer_id = x.customer_id AND m.valid_from = x.from_b"""
-    )
-    con.execute(
-        f"""UPDATE {SCHEMA}.membership m SET valid_to = x.to_b FROM _acrm_merge x
-        WHERE m.segment_key = x.segment_key AND m.customer_id = x.customer_id AND m.valid_from = x.from_a"""
-    )
-    con.execute("DROP TABLE IF EXISTS _acrm_merge")
+# --- reading ----------------------------------------------------------------------------------------------
 
 
 def evaluated_dates(con: duckdb.DuckDBPyConnection, key: str) -> list[date]:
@@ -425,9 +388,9 @@ def members_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[tupl
     if not _exists(con):
         return []
     return con.execute(
-        f"""SELECT customer_id, arm FROM {SCHEMA}.membership
-        WHERE segment_key = ? AND valid_from <= ? AND coalesce(valid_to, {FAR}) > ? ORDER BY customer_id""",
-        [key, day, day],
+        f"""SELECT customer_id, arg_max(arm, as_of) FROM {SCHEMA}.changes
+        WHERE segment_key = ? AND as_of <= ? GROUP BY 1 HAVING arg_max(kind, as_of) <> 'exit' ORDER BY 1""",
+        [key, day],
     ).fetchall()
 
 
@@ -435,9 +398,9 @@ def segments_of(con: duckdb.DuckDBPyConnection, customer_id: str, day: date) -> 
     if not _exists(con):
         return []
     return con.execute(
-        f"""SELECT segment_key, arm FROM {SCHEMA}.membership
-        WHERE customer_id = ? AND valid_from <= ? AND coalesce(valid_to, {FAR}) > ? ORDER BY segment_key""",
-        [customer_id, day, day],
+        f"""SELECT segment_key, arg_max(arm, as_of) FROM {SCHEMA}.changes
+        WHERE customer_id = ? AND as_of <= ? GROUP BY 1 HAVING arg_max(kind, as_of) <> 'exit' ORDER BY 1""",
+        [customer_id, day],
     ).fetchall()
 
 
