@@ -7,6 +7,8 @@ with scored_base as (
         total_amount
     from {{ ref('int_customer_orders_aggregated') }}
     where orders_count > 0
+        -- only customers that exist as of the as-of day are ranked (n counts them alone)
+        and customer_id in (select customer_id from {{ ref('int_customers_registered') }})
 ),
 
 ranked as (
