@@ -48,6 +48,8 @@ DDL = [
             FROM {SCHEMA}.changes)
         WHERE kind <> 'exit'""",
 ]
+# `segment_key` among a list parameter (list_contains(?, segment_key) is far slower on large lists).
+IN_KEYS = "segment_key IN (SELECT unnest(?::VARCHAR[]))"
 # Members on a day, per segment in a temp table `_acrm_days (segment_key, day)`.
 MEMBERS_ON_DAYS = f"""
     SELECT c.segment_key, c.customer_id, arg_max(c.arm, c.as_of) AS arm
@@ -93,7 +95,10 @@ def record(
     for key in keys:
         entered, exited = counts[key]
         out[key] = Recorded(key, evaluation.size(key), entered, exited, evaluation.arm_sizes(key), bounds[key][0])
-    con.execute(f"DELETE FROM {SCHEMA}.evaluations WHERE as_of = ? AND list_contains(?, segment_key)", [d, list(keys)])
+    con.execute(
+        f"DELETE FROM {SCHEMA}.evaluations WHERE as_of = ? AND {IN_KEYS}",
+        [d, list(keys)],
+    )
     rows = pa.table(  # noqa: F841 - read by DuckDB through the variable name (executemany is slow)
         {
             "segment_key": list(out),
@@ -158,7 +163,7 @@ def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dic
     rows = con.execute(
         f"""SELECT segment_key, max(as_of) FILTER (WHERE as_of < ?), min(as_of) FILTER (WHERE as_of > ?),
             coalesce(bool_or(as_of = ?), false)
-        FROM {SCHEMA}.evaluations WHERE list_contains(?, segment_key) GROUP BY 1""",
+        FROM {SCHEMA}.evaluations WHERE {IN_KEYS} GROUP BY 1""",
         [d, d, d, list(keys)],
     ).fetchall()
     out = dict.fromkeys(keys, (None, None, False))
@@ -169,7 +174,7 @@ def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dic
 def _load_states(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, tuple]:
     """key -> (bits, arm names, arm codes) of the stored states, in one query."""
     rows = con.execute(
-        f"SELECT segment_key, bits, arm_names, arm_codes FROM {SCHEMA}.state WHERE list_contains(?, segment_key)",
+        f"SELECT segment_key, bits, arm_names, arm_codes FROM {SCHEMA}.state WHERE {IN_KEYS}",
         [list(keys)],
     ).fetchall()
     return {
@@ -186,7 +191,7 @@ def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: S
     """Keep the latest membership of each key as bits over the customer index, for the next day's diff."""
     if not keys:
         return
-    con.execute(f"DELETE FROM {SCHEMA}.state WHERE list_contains(?, segment_key)", [list(keys)])
+    con.execute(f"DELETE FROM {SCHEMA}.state WHERE {IN_KEYS}", [list(keys)])
     bits, names, codes = [], [], []
     for key in keys:
         bits.append(space.to_index(evaluation.bits[key], evaluation.n).tobytes())
@@ -339,7 +344,10 @@ def _record_general(
     _members_on(con, "_acrm_later", {k: bounds[k][1] for k in keys})  # before anything changes
     members = _members_table(evaluation, keys)  # noqa: F841 - read by DuckDB through the variable name
     con.execute("CREATE OR REPLACE TEMP TABLE _acrm_now AS SELECT * FROM members")
-    con.execute(f"DELETE FROM {SCHEMA}.changes WHERE as_of = ? AND list_contains(?, segment_key)", [d, list(keys)])
+    con.execute(
+        f"DELETE FROM {SCHEMA}.changes WHERE as_of = ? AND {IN_KEYS}",
+        [d, list(keys)],
+    )
     con.execute(
         f"INSERT INTO {SCHEMA}.changes SELECT segment_key, customer_id, ?, kind, arm FROM "
         f"({DIFF.format(before='_acrm_before', after='_acrm_now')})",
@@ -364,7 +372,7 @@ def _record_general(
     counts = dict.fromkeys(keys, (0, 0))
     rows = con.execute(
         f"""SELECT segment_key, count(*) FILTER (WHERE kind = 'enter'), count(*) FILTER (WHERE kind = 'exit')
-        FROM {SCHEMA}.changes WHERE as_of = ? AND list_contains(?, segment_key) GROUP BY 1""",
+        FROM {SCHEMA}.changes WHERE as_of = ? AND {IN_KEYS} GROUP BY 1""",
         [d, list(keys)],
     ).fetchall()
     counts.update({k: (int(e), int(x)) for k, e, x in rows})
