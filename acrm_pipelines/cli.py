@@ -30,7 +30,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     summary = run_partition(defs, settings, args.as_of)
     print("\n".join(summary.lines()))
-    print(f"\nDuckDB file: {settings.duckdb_path}  (marts.customer_features, raw.quarantine)")
+    print(f"\nDuckDB file: {settings.duckdb_path}")
+    print("             marts.customer_features, raw.quarantine, segments.membership, segments.evaluations")
+    if summary.segments:
+        key = sorted(summary.segments)[0]
+        print(f"Segments:    .venv/bin/acrm members {key} --as-of {args.as_of}   (docs/segments.md)")
     print("Dagster UI:  make ui  →  http://127.0.0.1:3000")
     return 0
 

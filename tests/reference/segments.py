@@ -360,7 +360,7 @@ class Reference:
             f = cond.purchase
             use_lines = f.by_product or metric in LINE_METRICS
             df = self.fact("fct_order_lines" if use_lines else "fct_orders")
-            pass
+            df = isin(df, "status", list(f.status))
             for column in ("category", "brand", "product_id", "store_id", "channel"):
                 df = isin(df, column, getattr(f, column))
             time_col = "ordered_at"
