@@ -67,7 +67,8 @@ def build_marts(con: duckdb.DuckDBPyConnection, n: int, as_of: date) -> None:
             'S' || (hash(i, 24) % 30) AS store_id, 'web' AS channel
         FROM range({5 * n}) t(i)""")
     con.execute(f"""CREATE OR REPLACE TABLE marts.fct_order_lines AS
-        SELECT order_id, customer_id, ordered_at, status, 'P' || (hash(order_id) % 500) AS product_id,
+        SELECT order_id, customer_id, ordered_at, status, store_id, channel,
+            'P' || (hash(order_id) % 500) AS product_id,
             NULL::VARCHAR AS product_name, {cats}[1 + (hash(order_id, 1) % {len(CATEGORIES)})::INT] AS category,
             'brand' AS brand, 1::BIGINT AS quantity, total_amount AS price, total_amount AS line_amount
         FROM marts.fct_orders""")

@@ -12,7 +12,8 @@ from acrm_pipelines.segments.validate import SegmentSet, load_segments
 FACTS = {
     "fct_orders": "order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, total_amount DECIMAL(18,2), "
     "status VARCHAR, store_id VARCHAR, channel VARCHAR",
-    "fct_order_lines": "order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, status VARCHAR, "
+    "fct_order_lines": "order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, status VARCHAR, store_id VARCHAR, "
+    "channel VARCHAR, "
     "product_id VARCHAR, product_name VARCHAR, category VARCHAR, brand VARCHAR, quantity BIGINT, "
     "price DECIMAL(18,2), line_amount DECIMAL(18,2)",
     "fct_events": "customer_id VARCHAR, occurred_at TIMESTAMP, event_type VARCHAR, channel VARCHAR, properties VARCHAR",

@@ -144,8 +144,6 @@ def aggregate_for(cond: BehaviourCondition, as_of: date) -> Aggregate:
         for column in ("category", "brand", "product_id", "store_id", "channel"):
             values = getattr(p, column)
             if values is not None:
-                if column in ("store_id", "channel") and by_lines:
-                    raise CompileError(f"purchase filter {column} can't be combined with product filters or {metric}")
                 filters.append((column, tuple(values)))
         filters.append(("status", tuple(p.status)))
         time_column = "ordered_at"
@@ -249,7 +247,8 @@ class Compiler:
         keys = []
         for v in values:
             m, d = month_day(v, self.as_of)
-            keys.append(exp.Literal.number(m * 100 + d))
+            key = m * 100 + d
+            keys.append(exp.Literal.number(301 if key == 229 and not _leap(self.as_of.year) else key))
         if cond.op == "=":
             return md.eq(keys[0])
         low, high = int(keys[0].this), int(keys[1].this)

@@ -244,13 +244,15 @@ class Reference:
             return "none"
         if isinstance(value, bool):
             return "true" if value else "false"
+        sql_type = (self.frames["marts.customer_features"].attrs.get("types") or {}).get(name, "").upper()
+        if isinstance(value, datetime) and sql_type == "DATE":
+            return value.date().isoformat()
         if isinstance(value, datetime):
             return value.isoformat(sep=" ")
         if isinstance(value, date):
             return value.isoformat()
         if isinstance(value, float):
-            sql_type = (self.frames["marts.customer_features"].attrs.get("types") or {}).get(name, "")
-            scale = re.match(r"DECIMAL\(\d+,\s*(\d+)\)", sql_type.upper())
+            scale = re.match(r"DECIMAL\(\d+,\s*(\d+)\)", sql_type)
             if scale:
                 return f"{value:.{int(scale.group(1))}f}"
             return repr(value)
@@ -343,9 +345,9 @@ class Reference:
             for money in ("total_amount", "line_amount", "points"):
                 if money in df.columns:
                     df[money + "_cents"] = _cents(df[money])
-            if name == "fct_order_lines":
+            if name == "fct_order_lines":  # the order's store and channel, from the orders themselves
                 orders = self.frames["marts.fct_orders"][["order_id", "store_id", "channel"]]
-                df = df.merge(orders, on="order_id", how="left")
+                df = df.drop(columns=["store_id", "channel"], errors="ignore").merge(orders, on="order_id", how="left")
             self._facts[name] = df
         return self._facts[name]
 

@@ -1,9 +1,11 @@
--- Lines of the orders placed by the as-of day, with the order's customer, time, status and the product.
+-- Lines of the orders placed by the as-of day, with the order's customer, time, status, store, channel and product.
 select
     lines.order_id,
     orders.customer_id,
     orders.ordered_at,
     orders.status,
+    orders.store_id,
+    orders.channel,
     lines.product_id,
     products.product_name,
     products.category,
