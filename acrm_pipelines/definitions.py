@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.jobs import daily_job, nightly_schedule
 from acrm_pipelines.automation.partitions import daily_partitions
+from acrm_pipelines.exports.assets import build_exports, load_export_set
 from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
 from acrm_pipelines.ingest.assets import raw_assets, raw_checks
 from acrm_pipelines.segments.assets import build_segment_assets, load_segment_set
@@ -16,11 +17,18 @@ from acrm_pipelines.settings import Settings, quiet_telemetry
 def build_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    # Invalid segment files stop loading here, with every error's file, line and field.
-    segments = build_segment_assets(load_segment_set(settings), partitions)
+    # Invalid segment or export files stop loading here, with every error's file, line and field.
+    segment_set = load_segment_set(settings)
+    segments = build_segment_assets(segment_set, partitions)
+    exports, export_checks = build_exports(load_export_set(settings, segment_set), settings, partitions)
     return Definitions(
-        assets=[*raw_assets(settings, partitions), build_dbt_assets(partitions), *([segments] if segments else [])],
-        asset_checks=raw_checks(partitions),
+        assets=[
+            *raw_assets(settings, partitions),
+            build_dbt_assets(partitions),
+            *([segments] if segments else []),
+            *exports,
+        ],
+        asset_checks=[*raw_checks(partitions), *export_checks],
         jobs=[daily_job],
         schedules=[nightly_schedule],
         resources={

@@ -1,0 +1,157 @@
+"""Who an export may reach on a date: segment members, minus suppression, minus the hold-out arm.
+
+Every member gets exactly one decision, in this order: `no_features` (not a customer on that date),
+`no_consent`, `unsubscribed`, `complained`, `frequency_cap` (suppressed), `held_back` (hold-out arm,
+recorded but never sent), `deliver`. Suppression comes before the hold-out so that control and
+treatment are compared over the same eligible customers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from acrm_pipelines.exports.spec import Export
+from acrm_pipelines.segments.dates import cutoff, window_start
+from acrm_pipelines.segments.history import SCHEMA as SEGMENTS
+
+# channel -> (consent column or None, opt-out columns): what suppresses a customer on that channel.
+CHANNEL_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "email": ("consent_email", ("unsubscribed_email", "complained")),
+    "sms": ("consent_sms", ("unsubscribed_sms",)),
+    "push": ("consent_push", ("unsubscribed_push",)),
+    "viber": ("consent_sms", ("unsubscribed",)),
+    "ads": (None, ("unsubscribed", "complained")),
+    "other": (None, ("unsubscribed", "complained")),
+}
+SUPPRESSED = ("no_features", "no_consent", "unsubscribed", "complained", "frequency_cap")
+LOG = "exports"
+
+
+@dataclass
+class Audience:
+    """One row per segment member: customer_id, arm, decision, and the export's output fields."""
+
+    table: pa.Table
+
+    def customers(self, decision: str) -> list[str]:
+        mask = pa.compute.equal(self.table["decision"], decision)
+        return self.table.filter(mask)["customer_id"].to_pylist()
+
+    def counts(self) -> dict[str, int]:
+        counts = self.table.group_by("decision").aggregate([("customer_id", "count")]).to_pylist()
+        return {row["decision"]: row["customer_id_count"] for row in counts}
+
+
+def _ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def _field_sql(name: str, spec) -> str:
+    if spec.const is not None:
+        value = exp.convert(spec.const).sql("duckdb")
+        return f"{value} AS {_ident(name)}"
+    col = f"f.{_ident(spec.feature)}"
+    fmt = {
+        None: col,
+        "upper": f"upper({col})",
+        "lower": f"lower({col})",
+        "title": f"(upper(left({col}, 1)) || lower(substr({col}, 2)))",
+        "trim": f"trim({col})",
+        "date": f"strftime(CAST({col} AS DATE), '%Y-%m-%d')",
+        "round0": f"round(CAST({col} AS DOUBLE), 0)",
+        "round2": f"round(CAST({col} AS DOUBLE), 2)",
+        "int": f"CAST({col} AS BIGINT)",
+    }[spec.format]
+    return f"{fmt} AS {_ident(name)}"
+
+
+def _feature_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
+    """Members of the export's segment (and arm) on `as_of` with their decision and output fields."""
+    columns = _feature_columns(con)
+    consent, opt_outs = CHANNEL_RULES[export.channel]
+    checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
+    if consent and consent in columns:
+        checks.append(f"WHEN NOT coalesce(f.{_ident(consent)}, false) THEN 'no_consent'")
+    for column in opt_outs:
+        if column in columns:
+            reason = "complained" if column == "complained" else "unsubscribed"
+            checks.append(f"WHEN coalesce(f.{_ident(column)}, false) THEN '{reason}'")
+    member_params: list = [export.segment.segment, as_of]
+    arm_filter = ""
+    if export.segment.arm is not None:
+        arm_filter = "AND arg_max(arm, as_of) = ?"
+        member_params.append(export.segment.arm)
+    cap_join, cap_params = "", []
+    if export.frequency_cap is not None:
+        cap = export.frequency_cap
+        start = window_start(cap.per, as_of)
+        # Exports are dated by their partition: one sent on day D counts for every window containing D.
+        cap_join = f"""LEFT JOIN (
+            SELECT customer_id, count(*) AS n FROM (
+                SELECT customer_id FROM marts.fct_messages WHERE channel = ? AND sent_at >= ? AND sent_at < ?
+                UNION ALL
+                SELECT customer_id FROM {LOG}.deliveries
+                WHERE channel = ? AND status = 'sent' AND action = 'add' AND as_of >= ? AND as_of <= ?
+                    AND NOT (export_key = ? AND as_of = ?))
+            GROUP BY 1) cap ON cap.customer_id = m.customer_id"""
+        cap_params = [export.channel, start, cutoff(as_of), export.channel, _first_day(start), as_of, export.key, as_of]
+        checks.append(f"WHEN coalesce(cap.n, 0) >= {int(cap.max)} THEN 'frequency_cap'")
+    if export.hold_out_arm:
+        checks.append(f"WHEN m.arm = {exp.Literal.string(export.hold_out_arm).sql('duckdb')} THEN 'held_back'")
+    fields = "".join(f", {_field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
+    sql = f"""
+        WITH m AS (
+            SELECT customer_id, arg_max(arm, as_of) AS arm FROM {SEGMENTS}.changes
+            WHERE segment_key = ? AND as_of <= ? GROUP BY 1
+            HAVING arg_max(kind, as_of) <> 'exit' {arm_filter}
+        )
+        SELECT m.customer_id, m.arm, CASE {" ".join(checks)} ELSE 'deliver' END AS decision{fields}
+        FROM m LEFT JOIN marts.customer_features f ON f.customer_id = m.customer_id {cap_join}
+        ORDER BY m.customer_id"""
+    _ensure_log(con)
+    return Audience(con.sql(sql, params=[*member_params, *cap_params]).to_arrow_table())
+
+
+def _first_day(start) -> date:
+    """The first partition date whose day lies in a window starting at `start` (a datetime)."""
+    day = start.date()
+    return day if start.time() == start.time().min else day + timedelta(days=1)
+
+
+DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {LOG}",
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.deliveries (
+        export_key VARCHAR NOT NULL, as_of DATE NOT NULL, run_id VARCHAR NOT NULL, channel VARCHAR NOT NULL,
+        campaign VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR, decision VARCHAR NOT NULL,
+        action VARCHAR, status VARCHAR NOT NULL, reason VARCHAR, batch_key VARCHAR, recorded_at TIMESTAMP NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.runs (
+        export_key VARCHAR NOT NULL, as_of DATE NOT NULL, run_id VARCHAR NOT NULL, destination VARCHAR NOT NULL,
+        location VARCHAR, mode VARCHAR NOT NULL, status VARCHAR NOT NULL, counts JSON, error VARCHAR,
+        started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP)""",
+    # The customers each export last delivered successfully (delta mode diffs against it).
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.audience (
+        export_key VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, as_of DATE NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.ledger (
+        campaign VARCHAR NOT NULL, kind VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, points BIGINT, code VARCHAR,
+        export_key VARCHAR NOT NULL, as_of DATE NOT NULL, issued_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (campaign, kind, customer_id))""",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS ledger_code ON {LOG}.ledger (code)",
+]
+
+
+def _ensure_log(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in DDL:
+        con.execute(statement)

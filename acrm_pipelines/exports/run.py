@@ -1,0 +1,162 @@
+"""One export for one date: select the audience, deliver, and log every customer's outcome.
+
+`exports.deliveries` keeps one row per segment member and run (sent, rejected with the destination's
+reason, suppressed or held back with the reason, removed, unchanged, already issued) with the batch
+key; `exports.runs` one row per attempt (destination, location, counts, error); `exports.audience`
+the customers the last *successful* run left at the destination, which delta mode diffs against.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acrm_pipelines.exports.audience import LOG, SUPPRESSED, _field_sql, select_audience
+from acrm_pipelines.exports.destinations import DeliveryFailed, Job, build
+from acrm_pipelines.exports.spec import Export
+
+
+@dataclass
+class ExportResult:
+    key: str
+    as_of: date
+    location: str
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _removals(con: duckdb.DuckDBPyConnection, export: Export, customer_ids: list[str]) -> pa.Table:
+    """The output fields of customers to remove, from today's features where they still exist."""
+    ids = pa.table({"customer_id": pa.array(customer_ids, pa.string())})  # noqa: F841 - read by DuckDB
+    fields = ", ".join(_field_sql(n, s) for n, s in export.fields.items() if n != "customer_id")
+    select = f"i.customer_id{', ' + fields if fields else ''}"
+    return con.sql(
+        f"SELECT {select} FROM ids i LEFT JOIN marts.customer_features f ON f.customer_id = i.customer_id "
+        "ORDER BY i.customer_id"
+    ).to_arrow_table()
+
+
+def run_export(
+    con: duckdb.DuckDBPyConnection,
+    export: Export,
+    as_of: date,
+    outbox: Path,
+    run_id: str,
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    started = time.perf_counter()
+    audience = select_audience(con, export, as_of)
+    table = audience.table
+    deliver = table.filter(pc.equal(table["decision"], "deliver"))
+    rows = deliver.drop_columns([c for c in ("arm", "decision") if c in deliver.column_names])
+    removes: list[str] = []
+    if export.mode == "delta":
+        before = {
+            r[0]
+            for r in con.execute(
+                f"SELECT customer_id FROM {LOG}.audience WHERE export_key = ?", [export.key]
+            ).fetchall()
+        }
+        now = set(deliver["customer_id"].to_pylist())
+        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], pa.array(sorted(before), pa.string()))))
+        removes = sorted(before - now)
+    removal_rows = _removals(con, export, removes) if removes else pa.table({"customer_id": pa.array([], pa.string())})
+    con.execute(
+        f"INSERT INTO {LOG}.runs VALUES (?, ?, ?, ?, NULL, ?, 'running', NULL, NULL, ?, NULL)",
+        [export.key, as_of, run_id, export.destination.type, export.mode, datetime.now()],
+    )
+    job = Job(export, as_of, run_id, rows, removal_rows, outbox, con, progress)
+    try:
+        delivery = build(export).deliver(job)
+    except DeliveryFailed as err:
+        _finish_run(con, export.key, as_of, run_id, "failed", {}, "", str(err))
+        raise
+    counts = _log(con, export, as_of, run_id, table, rows, delivery, removes)
+    _finish_run(con, export.key, as_of, run_id, "success", counts, delivery.location, None)
+    return ExportResult(export.key, as_of, delivery.location, counts, time.perf_counter() - started)
+
+
+def _finish_run(con, key: str, as_of: date, run_id: str, status: str, counts: dict, location: str, error) -> None:
+    con.execute(
+        f"""UPDATE {LOG}.runs SET status = ?, counts = ?, location = ?, error = ?, finished_at = ?
+        WHERE export_key = ? AND as_of = ? AND run_id = ?""",
+        [status, json.dumps(counts), location, error, datetime.now(), key, as_of, run_id],
+    )
+
+
+def _log(
+    con, export: Export, as_of: date, run_id: str, table: pa.Table, sent_rows: pa.Table, delivery, removes: list[str]
+) -> dict[str, int]:
+    """One delivery-log row per member (and per removal); the audience left at the destination."""
+    sent = set(delivery.sent)
+    to_send = set(sent_rows["customer_id"].to_pylist())
+    ids = table["customer_id"].to_pylist()
+    decisions = table["decision"].to_pylist()
+    statuses, reasons, actions, batches = [], [], [], []
+    for cid, decision in zip(ids, decisions, strict=True):
+        if decision in SUPPRESSED:
+            statuses.append("suppressed"), reasons.append(decision), actions.append(None)
+        elif decision == "held_back":
+            statuses.append("held_back"), reasons.append(export.hold_out_arm), actions.append(None)
+        elif cid in delivery.rejected:
+            statuses.append("rejected"), reasons.append(delivery.rejected[cid]), actions.append("add")
+        elif cid in sent:
+            statuses.append("sent"), reasons.append(None), actions.append("add")
+        elif cid in delivery.skipped:
+            statuses.append("skipped"), reasons.append(delivery.skipped[cid]), actions.append(None)
+        elif cid not in to_send:
+            statuses.append("unchanged"), reasons.append("delta: already at the destination"), actions.append(None)
+        else:
+            statuses.append("failed"), reasons.append("not confirmed by the destination"), actions.append("add")
+        batches.append(delivery.batch_of.get(cid))
+    arms = table["arm"].to_pylist()
+    decisions_all = list(decisions)
+    for cid in removes:
+        ids.append(cid), arms.append(None), decisions_all.append("removed")
+        statuses.append("removed" if cid in set(delivery.removed) else "failed")
+        reasons.append(None), actions.append("remove"), batches.append(delivery.batch_of.get(cid))
+    log = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+        {
+            "customer_id": pa.array(ids, pa.string()),
+            "arm": pa.array(arms, pa.string()),
+            "decision": decisions_all,
+            "action": pa.array(actions, pa.string()),
+            "status": statuses,
+            "reason": pa.array(reasons, pa.string()),
+            "batch_key": pa.array(batches, pa.string()),
+        }
+    )
+    con.execute(f"DELETE FROM {LOG}.deliveries WHERE export_key = ? AND as_of = ?", [export.key, as_of])
+    con.execute(
+        f"""INSERT INTO {LOG}.deliveries SELECT ?, ?, ?, ?, ?, customer_id, arm, decision, action, status, reason,
+            batch_key, ? FROM log""",
+        [export.key, as_of, run_id, export.channel, export.campaign, datetime.now()],
+    )
+    # What is at the destination now: full mode replaces it, delta mode applies the changes.
+    if export.mode == "full":
+        con.execute(f"DELETE FROM {LOG}.audience WHERE export_key = ?", [export.key])
+        kept = sorted(sent | set(delivery.skipped))
+    else:
+        con.execute(
+            f"DELETE FROM {LOG}.audience WHERE export_key = ? AND customer_id IN (SELECT unnest(?::VARCHAR[]))",
+            [export.key, sorted(set(delivery.removed))],
+        )
+        kept = sorted(sent)
+    con.execute(f"INSERT INTO {LOG}.audience SELECT ?, unnest(?::VARCHAR[]), ?", [export.key, kept, as_of])
+    counts: dict[str, int] = {"members": len(table)}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    for decision in decisions:
+        if decision in SUPPRESSED:
+            counts[f"suppressed.{decision}"] = counts.get(f"suppressed.{decision}", 0) + 1
+    counts["batches"] = delivery.batches
+    counts["attempts"] = delivery.attempts
+    return counts

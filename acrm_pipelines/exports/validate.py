@@ -1,0 +1,100 @@
+"""Load and validate export definitions against the segments and the feature catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acrm_pipelines.exports.spec import Export
+from acrm_pipelines.segments.catalogue import Catalogue
+from acrm_pipelines.segments.validate import SegmentSet
+from acrm_pipelines.yaml_specs import (
+    DefinitionError,
+    DefinitionErrors,
+    Document,
+    parse_model,
+    read_documents,
+    yaml_files,
+)
+
+
+@dataclass
+class ExportDefinition:
+    export: Export
+    doc: Document
+
+
+@dataclass
+class ExportSet:
+    definitions: dict[str, ExportDefinition] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Export:
+        return self.definitions[key].export
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.definitions
+
+    def __len__(self) -> int:
+        return len(self.definitions)
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self.definitions)
+
+
+def load_exports(paths: Sequence[Path], segments: SegmentSet, catalogue: Catalogue, root: Path | None = None):
+    """Every export of the files (or folders) given; raises DefinitionErrors listing all problems."""
+    errors: list[DefinitionError] = []
+    defs: dict[str, ExportDefinition] = {}
+    for path in yaml_files(paths):
+        display = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+        docs, read_errors = read_documents(path, display)
+        errors += read_errors
+        for doc in docs:
+            if not isinstance(doc.data, dict):
+                errors.append(doc.error([], "an export definition must be a mapping with a key"))
+                continue
+            export, model_errors = parse_model(Export, doc)
+            errors += model_errors
+            if export is None:
+                continue
+            if export.key in defs:
+                first = defs[export.key]
+                errors.append(
+                    doc.error(
+                        ["key"],
+                        f"duplicate export key {export.key!r} (first defined in "
+                        f"{first.doc.file}:{first.doc.line_of(['key'])})",
+                    )
+                )
+                continue
+            defs[export.key] = ExportDefinition(export, doc)
+            errors += _check(export, doc, segments, catalogue)
+    if errors:
+        raise DefinitionErrors(errors)
+    return ExportSet(defs)
+
+
+def _check(export: Export, doc: Document, segments: SegmentSet, catalogue: Catalogue) -> list[DefinitionError]:
+    errors: list[DefinitionError] = []
+    ref = export.segment
+    if ref.segment not in segments:
+        errors.append(doc.error(["segment"], f"unknown segment {ref.segment!r}"))
+    elif ref.arm is not None:
+        seg = segments[ref.segment]
+        arms = seg.arms
+        by_field = seg.split is not None and seg.split.by_field is not None
+        if not by_field and ref.arm not in arms:
+            known = ", ".join(arms) or "none: the segment has no priority or split"
+            errors.append(
+                doc.error(["segment", "arm"], f"segment {ref.segment!r} has no arm {ref.arm!r} (arms: {known})")
+            )
+    for name, spec in export.fields.items():
+        if spec.feature is not None and catalogue.kind(spec.feature) is None:
+            errors.append(doc.error(["fields", name], f"unknown feature {spec.feature!r} (see docs/features.md)"))
+    dest = export.destination.type
+    needs = {"google_customer_match": ("email", "phone"), "meta_custom_audience": ("email", "phone")}.get(dest, ())
+    if needs and not any(spec.feature in needs for spec in export.fields.values()):
+        errors.append(doc.error(["fields"], f"{dest} needs an email or phone field"))
+    return errors
