@@ -148,7 +148,9 @@ DDL = [
         campaign VARCHAR NOT NULL, kind VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, points BIGINT, code VARCHAR,
         export_key VARCHAR NOT NULL, as_of DATE NOT NULL, issued_at TIMESTAMP NOT NULL,
         PRIMARY KEY (campaign, kind, customer_id))""",
-    f"CREATE UNIQUE INDEX IF NOT EXISTS ledger_code ON {LOG}.ledger (code)",
+    # Every promo code ever issued, once: the primary key refuses a second customer with the same code.
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.promo_codes (
+        code VARCHAR PRIMARY KEY, campaign VARCHAR NOT NULL, customer_id VARCHAR NOT NULL)""",
 ]
 
 

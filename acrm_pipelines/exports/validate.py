@@ -55,7 +55,7 @@ def load_exports(paths: Sequence[Path], segments: SegmentSet, catalogue: Catalog
             if not isinstance(doc.data, dict):
                 errors.append(doc.error([], "an export definition must be a mapping with a key"))
                 continue
-            export, model_errors = parse_model(Export, doc)
+            export, model_errors = parse_model(Export, doc, clean_loc)
             errors += model_errors
             if export is None:
                 continue
@@ -74,6 +74,26 @@ def load_exports(paths: Sequence[Path], segments: SegmentSet, catalogue: Catalog
     if errors:
         raise DefinitionErrors(errors)
     return ExportSet(defs)
+
+
+DESTINATION_TAGS = {
+    "csv",
+    "parquet",
+    "google_customer_match",
+    "meta_custom_audience",
+    "webhook",
+    "postgres",
+    "bonus",
+    "promo_code",
+}
+
+
+def clean_loc(loc):
+    """Drop pydantic's union tag after `destination` (it is the `type`, not a YAML key)."""
+    out = list(loc)
+    if len(out) > 1 and out[0] == "destination" and out[1] in DESTINATION_TAGS:
+        del out[1]
+    return out
 
 
 def _check(export: Export, doc: Document, segments: SegmentSet, catalogue: Catalogue) -> list[DefinitionError]:

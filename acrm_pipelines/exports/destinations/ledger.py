@@ -14,12 +14,14 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+import duckdb
 import pyarrow as pa
 
 from acrm_pipelines.exports.destinations.base import Delivery, Job
 from acrm_pipelines.exports.destinations.files import write_atomically
 
 LEDGER = "exports.ledger"
+CODES = "exports.promo_codes"
 BATCH = 1000
 
 
@@ -37,6 +39,37 @@ def draw_codes(n: int, alphabet: str, length: int, prefix: str, taken: set[str])
 class LedgerSink:
     can_remove = False
 
+    def _issue(self, job: Job, kind: str, batch: list[str]) -> None:
+        """One transaction per batch: all of its issues are committed, or none (a kill rolls it back)."""
+        dest = job.export.destination
+        con = job.con
+        for _ in range(5):  # a promo code drawn twice anywhere is drawn again
+            codes: list[str | None] = [None] * len(batch)
+            if kind == "promo_code":
+                codes = draw_codes(len(batch), dest.alphabet, dest.length, dest.prefix, set())
+            rows = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+                {
+                    "customer_id": batch,
+                    "points": pa.array([dest.points if kind == "bonus" else None] * len(batch), pa.int64()),
+                    "code": pa.array(codes, pa.string()),
+                }
+            )
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    f"INSERT INTO {LEDGER} SELECT ?, ?, customer_id, points, code, ?, ?, ? FROM rows",
+                    [job.export.campaign, kind, job.key, job.as_of, datetime.now()],
+                )
+                if kind == "promo_code":
+                    con.execute(f"INSERT INTO {CODES} SELECT code, ?, customer_id FROM rows", [job.export.campaign])
+                con.execute("COMMIT")
+                return
+            except duckdb.ConstraintException:
+                con.execute("ROLLBACK")
+                if kind != "promo_code":
+                    raise
+        raise RuntimeError(f"export {job.key}: could not draw unique promo codes in 5 tries; widen length or alphabet")
+
     def deliver(self, job: Job) -> Delivery:
         dest = job.export.destination
         kind = dest.type
@@ -52,30 +85,7 @@ class LedgerSink:
         result = Delivery(location="")
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
-            points = [dest.points] * len(batch) if kind == "bonus" else [None] * len(batch)
-            codes: list[str | None] = [None] * len(batch)
-            if kind == "promo_code":
-                candidates = draw_codes(len(batch), dest.alphabet, dest.length, dest.prefix, set())
-                clash = {
-                    r[0]
-                    for r in con.execute(
-                        f"SELECT code FROM {LEDGER} WHERE code IN (SELECT unnest(?::VARCHAR[]))", [candidates]
-                    ).fetchall()
-                }
-                codes = [c for c in candidates if c not in clash]
-                codes += draw_codes(
-                    len(batch) - len(codes), dest.alphabet, dest.length, dest.prefix, clash | set(codes)
-                )
-            rows = pa.table(  # noqa: F841 - read by DuckDB through the variable name
-                {"customer_id": batch, "points": pa.array(points, pa.int64()), "code": pa.array(codes, pa.string())}
-            )
-            con.execute("BEGIN TRANSACTION")
-            con.execute(
-                f"INSERT INTO {LEDGER} SELECT ?, ?, customer_id, points, code, ?, ?, ? FROM rows "
-                "ON CONFLICT DO NOTHING",
-                [campaign, kind, job.key, job.as_of, datetime.now()],
-            )
-            con.execute("COMMIT")
+            self._issue(job, kind, batch)
             result.sent += batch
             result.batches += 1
             result.attempts += 1
