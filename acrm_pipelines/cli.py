@@ -164,6 +164,40 @@ def _segments_of(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _exports_status(args: argparse.Namespace, settings: Settings) -> int:
+    """The latest run of every export: date, status, counts, where it went, the error if it failed."""
+    import json
+
+    with _read_only(settings) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'exports' AND table_name = 'runs'"
+        ).fetchone()[0]
+        rows = (
+            []
+            if not exists
+            else con.execute(
+                """SELECT export_key, as_of, status, destination, mode, counts, location, error, finished_at
+            FROM exports.runs QUALIFY row_number() OVER (PARTITION BY export_key ORDER BY started_at DESC) = 1
+            ORDER BY export_key"""
+            ).fetchall()
+        )
+    if not rows:
+        print("no export has run yet")
+        return 0
+    print(f"{'export':<26}{'as of':<12}{'status':<9}{'sent':>8}{'supp.':>8}{'held':>7}{'rej.':>6}  destination")
+    failed = 0
+    for key, as_of, status, dest, mode, counts, location, error, _ in rows:
+        c = json.loads(counts) if counts else {}
+        print(
+            f"{key:<26}{as_of!s:<12}{status:<9}{c.get('sent', 0):>8,}{c.get('suppressed', 0):>8,}"
+            f"{c.get('held_back', 0):>7,}{c.get('rejected', 0):>6,}  {dest} ({mode}) {location or ''}"
+        )
+        if error:
+            failed += 1
+            print(f"    error: {error}")
+    return 1 if failed and args.fail_on_error else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acrm", description="ACRM pipelines: segments and exports as code.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     segments_of.add_argument("customer_id")
     segments_of.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
     segments_of.set_defaults(handler=_segments_of)
+
+    exports = sub.add_parser("exports", help="export runs and deliveries")
+    exports_sub = exports.add_subparsers(dest="exports_command", required=True)
+    status = exports_sub.add_parser("status", help="the latest run of every export")
+    status.add_argument("--fail-on-error", action="store_true", help="exit 1 when a latest run failed")
+    status.set_defaults(handler=_exports_status)
     return parser
 
 

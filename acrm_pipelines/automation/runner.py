@@ -27,6 +27,7 @@ class RunSummary:
     customers_featured: int = 0
     checks_failed: list[str] = field(default_factory=list)
     segments: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # size, entered, exited
+    exports: dict[str, dict] = field(default_factory=dict)  # counts and location
 
     def lines(self) -> list[str]:
         out = [f"as of {self.as_of}: run {self.run_id} finished in {self.seconds:.1f} s"]
@@ -38,6 +39,13 @@ class RunSummary:
             out.append(f"\n{'segment':<28}{'size':>10}{'entered':>10}{'exited':>10}")
             for key, (size, entered, exited) in sorted(self.segments.items()):
                 out.append(f"{key:<28}{size:>10,}{entered:>10,}{exited:>10,}")
+        if self.exports:
+            out.append(f"\n{'export':<28}{'sent':>10}{'suppressed':>12}{'held back':>11}  location")
+            for key, m in sorted(self.exports.items()):
+                out.append(
+                    f"{key:<28}{m.get('sent', 0):>10,}{m.get('suppressed', 0):>12,}{m.get('held_back', 0):>11,}"
+                    f"  {m.get('location', '')}"
+                )
         if self.checks_failed:
             out.append(f"checks failed: {', '.join(self.checks_failed)}")
         return out
@@ -99,6 +107,8 @@ def run_partition(
         elif name.startswith("segments/"):
             m = mat.metadata
             summary.segments[name.split("/", 1)[1]] = (m["size"].value, m["entered"].value, m["exited"].value)
+        elif name.startswith("exports/"):
+            summary.exports[name.split("/", 1)[1]] = {k: v.value for k, v in mat.metadata.items()}
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
