@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: setup demo test lint dbt-parse ui clean
+.PHONY: setup system-deps demo test lint dbt-parse ui clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,23 @@ demo: setup
 	$(BIN)/acrm run --as-of $(DEMO_AS_OF) && \
 	echo "make demo took $$(( $$(date +%s) - start )) s"
 
-test: setup
+# Debian packages the tests need, installed only when missing (a no-op otherwise): the PostgreSQL
+# server that tests/pg_server.py starts as a throwaway instance for the postgres destination's tests.
+system-deps:
+	@if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "system-deps: installing the PostgreSQL server (Debian package postgresql) for the tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update && apt-get install -y --no-install-recommends postgresql; \
+	else \
+		echo "system-deps: the tests need a PostgreSQL server (initdb under /usr/lib/postgresql/*/bin)." >&2; \
+		echo "  Install it as root: apt-get update && apt-get install -y --no-install-recommends postgresql" >&2; \
+		echo "  (or run 'sudo make system-deps')." >&2; \
+		exit 1; \
+	fi
+
+test: system-deps setup
 	$(BIN)/ruff check .
 	$(BIN)/dagster definitions validate -m acrm_pipelines.definitions
 	$(BIN)/pytest -q

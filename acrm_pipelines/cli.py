@@ -66,9 +66,14 @@ def _segment(settings: Settings, key: str):
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    """Segments of PATH… (default ACRM_SEGMENTS_DIR); with no PATH also the exports of ACRM_EXPORTS_DIR."""
     segments = _segments(settings, args.paths)
     levels = segments.levels()
     print(f"{len(segments)} segments valid ({len(levels)} dependency levels)")
+    if not args.paths and settings.exports_dir.exists():
+        from acrm_pipelines.exports.assets import load_export_set
+
+        print(f"{len(load_export_set(settings, segments))} exports valid")
     return 0
 
 

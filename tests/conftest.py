@@ -20,13 +20,15 @@ DEMO_END = date(2026, 11, 20)
 TEST_START = date(2019, 1, 1)
 
 
-def make_settings(tmp: Path, landing: Path, db: Path | None = None) -> Settings:
+def make_settings(tmp: Path, landing: Path, db: Path | None = None, with_exports: bool = False) -> Settings:
+    """The repo's segments; its example exports only when asked (they need those segments)."""
     base = Settings.from_env()
     return dataclasses.replace(
         base,
         landing_dir=landing,
         duckdb_path=db or tmp / "acrm.duckdb",
         outbox_dir=tmp / "outbox",
+        exports_dir=base.exports_dir if with_exports else tmp / "no_exports",
         start_date=TEST_START,
     )
 

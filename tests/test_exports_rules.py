@@ -204,11 +204,11 @@ def test_delta_mode_over_three_partitions_sends_exactly_the_changes(tmp_path: Pa
     set_features(con, features({"b", "c", "d"}))
     record_segments(con, segments, D2)
     run_export(con, export, D2, tmp_path / "out", "r2")
-    assert actions(D2) == [("a", "remove", ""), ("d", "add", "D")]
+    assert actions(D2) == [("a", "remove", "A"), ("d", "add", "D")]  # removals carry the row as exported
     set_features(con, features({"d", "e"}))
     record_segments(con, segments, D3)
     run_export(con, export, D3, tmp_path / "out", "r3")
-    assert actions(D3) == [("b", "remove", ""), ("c", "remove", ""), ("e", "add", "E")]
+    assert actions(D3) == [("b", "remove", "B"), ("c", "remove", "C"), ("e", "add", "E")]
     at_destination = con.execute("SELECT customer_id FROM exports.audience WHERE export_key='sync' ORDER BY 1")
     assert [r[0] for r in at_destination.fetchall()] == ["d", "e"]
 

@@ -141,9 +141,14 @@ DDL = [
         export_key VARCHAR NOT NULL, as_of DATE NOT NULL, run_id VARCHAR NOT NULL, destination VARCHAR NOT NULL,
         location VARCHAR, mode VARCHAR NOT NULL, status VARCHAR NOT NULL, counts JSON, error VARCHAR,
         started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP)""",
-    # The customers each export last delivered successfully (delta mode diffs against it).
-    f"""CREATE TABLE IF NOT EXISTS {LOG}.audience (
-        export_key VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, as_of DATE NOT NULL)""",
+    # What each export's destination holds, as a changelog of successful runs: `add` rows keep the row
+    # as exported (so a later removal can name the customer as the destination knows them).
+    f"""CREATE TABLE IF NOT EXISTS {LOG}.audience_changes (
+        export_key VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, as_of DATE NOT NULL, kind VARCHAR NOT NULL,
+        row JSON)""",
+    f"""CREATE OR REPLACE VIEW {LOG}.audience AS
+        SELECT export_key, customer_id, max(as_of) AS as_of FROM {LOG}.audience_changes
+        GROUP BY 1, 2 HAVING arg_max(kind, as_of) = 'add'""",
     f"""CREATE TABLE IF NOT EXISTS {LOG}.ledger (
         campaign VARCHAR NOT NULL, kind VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, points BIGINT, code VARCHAR,
         export_key VARCHAR NOT NULL, as_of DATE NOT NULL, issued_at TIMESTAMP NOT NULL,

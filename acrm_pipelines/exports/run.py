@@ -2,8 +2,9 @@
 
 `exports.deliveries` keeps one row per segment member and run (sent, rejected with the destination's
 reason, suppressed or held back with the reason, removed, unchanged, already issued) with the batch
-key; `exports.runs` one row per attempt (destination, location, counts, error); `exports.audience`
-the customers the last *successful* run left at the destination, which delta mode diffs against.
+key; `exports.runs` one row per attempt (destination, location, counts, error); `exports.audience_changes`
+what each destination holds after each successful run (the view `exports.audience`: now), which delta
+mode diffs against: a run dated D starts from the holdings before D, so re-running D repeats D.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from acrm_pipelines.exports.audience import LOG, SUPPRESSED, _field_sql, select_audience
+from acrm_pipelines.exports.audience import LOG, SUPPRESSED, select_audience
 from acrm_pipelines.exports.destinations import DeliveryFailed, Job, build
 from acrm_pipelines.exports.spec import Export
 
@@ -33,15 +34,25 @@ class ExportResult:
     seconds: float = 0.0
 
 
-def _removals(con: duckdb.DuckDBPyConnection, export: Export, customer_ids: list[str]) -> pa.Table:
-    """The output fields of customers to remove, from today's features where they still exist."""
-    ids = pa.table({"customer_id": pa.array(customer_ids, pa.string())})  # noqa: F841 - read by DuckDB
-    fields = ", ".join(_field_sql(n, s) for n, s in export.fields.items() if n != "customer_id")
-    select = f"i.customer_id{', ' + fields if fields else ''}"
-    return con.sql(
-        f"SELECT {select} FROM ids i LEFT JOIN marts.customer_features f ON f.customer_id = i.customer_id "
-        "ORDER BY i.customer_id"
-    ).to_arrow_table()
+def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> dict[str, dict]:
+    """customer_id -> row as exported, for what the destination held before `as_of` (re-runs of a date see
+    the same starting point)."""
+    rows = con.execute(
+        f"""SELECT customer_id, arg_max(row, as_of) FROM {LOG}.audience_changes
+        WHERE export_key = ? AND as_of < ? GROUP BY 1 HAVING arg_max(kind, as_of) = 'add'""",
+        [key, as_of],
+    ).fetchall()
+    return {cid: json.loads(row) if row else {} for cid, row in rows}
+
+
+def _removals(export: Export, held: dict[str, dict], customer_ids: list[str], schema: pa.Schema) -> pa.Table:
+    """Customers to remove, with the fields they were exported with (an erased customer is still named)."""
+    names = [f.name for f in schema]
+    rows = [
+        {**{n: None for n in names}, **{k: v for k, v in held[c].items() if k in names}, "customer_id": c}
+        for c in customer_ids
+    ]
+    return pa.Table.from_pylist(rows, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
 
 
 def run_export(
@@ -58,17 +69,12 @@ def run_export(
     deliver = table.filter(pc.equal(table["decision"], "deliver"))
     rows = deliver.drop_columns([c for c in ("arm", "decision") if c in deliver.column_names])
     removes: list[str] = []
+    held = held_before(con, export.key, as_of)
     if export.mode == "delta":
-        before = {
-            r[0]
-            for r in con.execute(
-                f"SELECT customer_id FROM {LOG}.audience WHERE export_key = ?", [export.key]
-            ).fetchall()
-        }
         now = set(deliver["customer_id"].to_pylist())
-        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], pa.array(sorted(before), pa.string()))))
-        removes = sorted(before - now)
-    removal_rows = _removals(con, export, removes) if removes else pa.table({"customer_id": pa.array([], pa.string())})
+        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], pa.array(sorted(held), pa.string()))))
+        removes = sorted(set(held) - now)
+    removal_rows = _removals(export, held, removes, rows.schema)
     con.execute(
         f"INSERT INTO {LOG}.runs VALUES (?, ?, ?, ?, NULL, ?, 'running', NULL, NULL, ?, NULL)",
         [export.key, as_of, run_id, export.destination.type, export.mode, datetime.now()],
@@ -80,6 +86,7 @@ def run_export(
         _finish_run(con, export.key, as_of, run_id, "failed", {}, "", str(err))
         raise
     counts = _log(con, export, as_of, run_id, table, rows, delivery, removes)
+    _record_audience(con, export, as_of, held, rows, delivery)
     _finish_run(con, export.key, as_of, run_id, "success", counts, delivery.location, None)
     return ExportResult(export.key, as_of, delivery.location, counts, time.perf_counter() - started)
 
@@ -140,17 +147,6 @@ def _log(
             batch_key, ? FROM log""",
         [export.key, as_of, run_id, export.channel, export.campaign, datetime.now()],
     )
-    # What is at the destination now: full mode replaces it, delta mode applies the changes.
-    if export.mode == "full":
-        con.execute(f"DELETE FROM {LOG}.audience WHERE export_key = ?", [export.key])
-        kept = sorted(sent | set(delivery.skipped))
-    else:
-        con.execute(
-            f"DELETE FROM {LOG}.audience WHERE export_key = ? AND customer_id IN (SELECT unnest(?::VARCHAR[]))",
-            [export.key, sorted(set(delivery.removed))],
-        )
-        kept = sorted(sent)
-    con.execute(f"INSERT INTO {LOG}.audience SELECT ?, unnest(?::VARCHAR[]), ?", [export.key, kept, as_of])
     counts: dict[str, int] = {"members": len(table)}
     for status in statuses:
         counts[status] = counts.get(status, 0) + 1
@@ -160,3 +156,27 @@ def _log(
     counts["batches"] = delivery.batches
     counts["attempts"] = delivery.attempts
     return counts
+
+
+def _record_audience(con, export: Export, as_of: date, held: dict[str, dict], rows: pa.Table, delivery) -> None:
+    """The destination's holdings after this successful run, as changes dated `as_of` (replacing a re-run's)."""
+    sent_rows = {r["customer_id"]: r for r in rows.to_pylist() if r["customer_id"] in set(delivery.sent)}
+    if export.mode == "full":  # the destination now holds exactly what was sent (or issued before)
+        holds = set(sent_rows) | set(delivery.skipped)
+    else:
+        holds = (set(held) - set(delivery.removed)) | set(sent_rows)
+    adds = sorted(holds - set(held))
+    removes = sorted(set(held) - holds)
+    changes = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+        {
+            "customer_id": pa.array(adds + removes, pa.string()),
+            "kind": pa.array(["add"] * len(adds) + ["remove"] * len(removes), pa.string()),
+            "row": pa.array(
+                [json.dumps(sent_rows.get(c, {}), default=str) for c in adds] + [None] * len(removes), pa.string()
+            ),
+        }
+    )
+    con.execute(f"DELETE FROM {LOG}.audience_changes WHERE export_key = ? AND as_of = ?", [export.key, as_of])
+    con.execute(
+        f"INSERT INTO {LOG}.audience_changes SELECT ?, customer_id, ?, kind, row FROM changes", [export.key, as_of]
+    )

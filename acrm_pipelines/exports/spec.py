@@ -152,6 +152,9 @@ class Export(Strict):
         for name in value:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", name):
                 raise ValueError(f"output field {name!r}: use letters, digits and _")
+        reserved = [n for n in value if n.lower().startswith("acrm_")]
+        if reserved:
+            raise ValueError(f"output field {reserved[0]!r}: names starting with acrm_ are reserved")
         if "customer_id" in value and value["customer_id"].feature != "customer_id":
             raise ValueError("the output field customer_id is always the customer's id")
         return value

@@ -1,11 +1,12 @@
 """Advertising audience files: each identifier normalised as the platform documents, then SHA-256.
 
 - Google Ads Customer Match (and enhanced conversions): trim, lower-case; e-mails at gmail.com and
-  googlemail.com lose the dots of the local part; phones in E.164 *with* the leading `+`; columns
-  `Email`, `Phone`, `First Name`, `Last Name`, and `Country` (two-letter code, not hashed).
+  googlemail.com lose the dots of the local part; phones in E.164 *with* the leading `+`; names lose
+  punctuation; columns `Email`, `Phone`, `First Name`, `Last Name`, and `Country` (two-letter code,
+  not hashed).
 - Meta Custom Audiences: trim, lower-case; phones as digits only, country code included, no `+` and no
-  leading zeros; names without punctuation; `country` lower-case and hashed; columns `email`, `phone`,
-  `fn`, `ln`, `country`.
+  leading zeros; names letters only; `country` lower-case and hashed; columns `email`, `phone`, `fn`,
+  `ln`, `country`.
 Only hashes leave: the raw values never reach the file. Delta mode writes removals to `*.remove.csv`.
 """
 
@@ -52,9 +53,12 @@ def meta_phone(raw: str) -> str:
     return re.sub(r"\D", "", raw).lstrip("0")
 
 
-def name(raw: str) -> str:
-    """Lower-case letters only (accents kept as UTF-8), no punctuation or spaces at the ends."""
+def name(raw: str, platform: str) -> str:
+    """Lower-case, accents kept as UTF-8 (NFC). Google: punctuation dropped, inner spaces and hyphens kept;
+    Meta: letters only ("no punctuation"), so `Anne-Marie` is `annemarie`."""
     text = unicodedata.normalize("NFC", raw.strip().lower())
+    if platform == "meta_custom_audience":
+        return "".join(ch for ch in text if ch.isalpha())
     return re.sub(r"[^\w\s-]|_", "", text).strip()
 
 
@@ -70,7 +74,7 @@ def normalise(platform: str, feature: str, raw: str | None) -> str | None:
         code = raw.strip().upper()[:2]
         return code if platform == "google_customer_match" else sha256(code.lower())  # Google: not hashed
     else:
-        value = name(raw)
+        value = name(raw, platform)
     return sha256(value) if value else None
 
 

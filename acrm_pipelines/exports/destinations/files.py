@@ -39,12 +39,17 @@ class FileSink:
         table = job.adds
         if job.export.mode == "delta":
             adds = job.adds.append_column("action", pa.array(["add"] * job.adds.num_rows, pa.string()))
-            removes = job.removes.select(["customer_id"])
-            for name in adds.column_names:
-                if name not in ("customer_id", "action"):
-                    removes = removes.append_column(name, pa.nulls(removes.num_rows, adds.schema.field(name).type))
-            removes = removes.append_column("action", pa.array(["remove"] * removes.num_rows, pa.string()))
-            table = pa.concat_tables([adds, removes.select(adds.column_names)])
+            n = job.removes.num_rows
+            removes = pa.table(
+                {
+                    name: job.removes[name]
+                    if name in job.removes.column_names
+                    else pa.nulls(n, adds.schema.field(name).type)
+                    for name in adds.column_names
+                    if name != "action"
+                }
+            ).append_column("action", pa.array(["remove"] * n, pa.string()))
+            table = pa.concat_tables([adds, removes.cast(adds.schema)])
         write_atomically(table, path, kind)
         return Delivery(
             location=str(path),

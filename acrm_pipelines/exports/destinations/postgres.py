@@ -53,7 +53,19 @@ class PostgresTable:
                         "acrm_as_of date, acrm_updated_at timestamptz)"
                     ).format(target)
                 )
+                cur.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = coalesce(%s, current_schema()) AND table_name = %s",
+                    [schema or None, name],
+                )
+                existing = dict(cur.fetchall())
                 for column, kind in columns:
+                    have = existing.get(column)
+                    if have is not None and not have.startswith(kind.split()[0]):
+                        raise DeliveryFailed(
+                            f"export {job.key}: column {column} of {dest.table} is {have}, the export sends {kind}; "
+                            "alter or drop the column"
+                        )
                     cur.execute(
                         sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
                             target, sql.Identifier(column)
@@ -89,7 +101,15 @@ class PostgresTable:
                     [job.key, job.as_of],
                 )
                 removed = job.removes["customer_id"].to_pylist()
-                if removed:
+                if job.export.mode == "full":  # the table mirrors the audience: this export's leavers go
+                    cur.execute(
+                        sql.SQL(
+                            "DELETE FROM {} WHERE acrm_export = %s AND NOT customer_id = ANY(%s) RETURNING customer_id"
+                        ).format(target),
+                        [job.key, job.adds["customer_id"].to_pylist()],
+                    )
+                    removed = [r[0] for r in cur.fetchall()]
+                elif removed:
                     cur.execute(sql.SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target), [removed])
         except psycopg.Error as err:
             raise DeliveryFailed(
