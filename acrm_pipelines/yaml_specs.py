@@ -183,3 +183,35 @@ def _message(error: dict) -> str:
         return "required field is missing"
     msg = error["msg"]
     return msg.removeprefix("Value error, ")
+
+
+def read_definitions(
+    paths: Sequence[Path],
+    model: type[M],
+    kind: str,
+    clean_loc: Callable[[Sequence[str | int]], Sequence[str | int]] = tuple,
+    root: Path | None = None,
+) -> tuple[dict[str, tuple[M, Document]], list[DefinitionError]]:
+    """Every `model` (keyed by its `key`) in the YAML files or folders given, and every error met."""
+    errors: list[DefinitionError] = []
+    found: dict[str, tuple[M, Document]] = {}
+    for path in yaml_files(paths):
+        display = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+        docs, read_errors = read_documents(path, display)
+        errors += read_errors
+        for doc in docs:
+            if not isinstance(doc.data, dict):
+                errors.append(doc.error([], f"a {kind} definition must be a mapping with a key"))
+                continue
+            item, model_errors = parse_model(model, doc, clean_loc)
+            errors += model_errors
+            if item is None:
+                continue
+            key = item.key  # type: ignore[attr-defined] - every definition model has a key
+            if key in found:
+                first = found[key][1]
+                where = f"{first.file}:{first.line_of(['key'])}"
+                errors.append(doc.error(["key"], f"duplicate {kind} key {key!r} (first defined in {where})"))
+                continue
+            found[key] = (item, doc)
+    return found, errors

@@ -10,7 +10,7 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from acrm_pipelines.segments.spec import KEY_PATTERN, Window, _parse_window
 
@@ -58,27 +58,28 @@ class FrequencyCap(Strict):
     per: Annotated[Window, BeforeValidator(_parse_window)]
 
 
+def _check_path(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("path must stay inside ACRM_OUTBOX_DIR (relative, no ..)")
+    try:
+        value.format(key="k", as_of="2024-01-01", campaign="c", type="csv")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"path placeholders are {{key}}, {{as_of}}, {{campaign}}, {{type}}: {err}") from err
+    return value
+
+
+# Relative to ACRM_OUTBOX_DIR; {key}, {as_of}, {campaign} and {type} are filled in.
+OutboxPath = Annotated[str, AfterValidator(_check_path)]
+
+
 class FileDestination(Strict):
     type: Literal["csv", "parquet"]
-    # Relative to ACRM_OUTBOX_DIR; {key}, {as_of} and {campaign} are filled in.
-    path: str = "{key}/{as_of}.{type}"
-
-    @field_validator("path")
-    @classmethod
-    def _safe_path(cls, value: str) -> str:
-        _check_path(value)
-        return value
+    path: OutboxPath = "{key}/{as_of}.{type}"
 
 
 class AudienceDestination(Strict):
     type: Literal["google_customer_match", "meta_custom_audience"]
-    path: str = "{key}/{as_of}.csv"
-
-    @field_validator("path")
-    @classmethod
-    def _safe_path(cls, value: str) -> str:
-        _check_path(value)
-        return value
+    path: OutboxPath = "{key}/{as_of}.csv"
 
 
 class WebhookDestination(Strict):
@@ -167,12 +168,3 @@ class Export(Strict):
         if dest in ("bonus", "promo_code") and self.mode == "delta":
             raise ValueError(f"{dest} is exactly once per customer and campaign already; use mode: full")
         return self
-
-
-def _check_path(value: str) -> None:
-    if value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("path must stay inside ACRM_OUTBOX_DIR (relative, no ..)")
-    try:
-        value.format(key="k", as_of="2024-01-01", campaign="c", type="csv")
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(f"path placeholders are {{key}}, {{as_of}}, {{campaign}}, {{type}}: {err}") from err

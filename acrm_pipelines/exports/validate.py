@@ -9,14 +9,7 @@ from pathlib import Path
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.segments.catalogue import Catalogue
 from acrm_pipelines.segments.validate import SegmentSet
-from acrm_pipelines.yaml_specs import (
-    DefinitionError,
-    DefinitionErrors,
-    Document,
-    parse_model,
-    read_documents,
-    yaml_files,
-)
+from acrm_pipelines.yaml_specs import DefinitionError, DefinitionErrors, Document, read_definitions
 
 
 @dataclass
@@ -45,32 +38,10 @@ class ExportSet:
 
 def load_exports(paths: Sequence[Path], segments: SegmentSet, catalogue: Catalogue, root: Path | None = None):
     """Every export of the files (or folders) given; raises DefinitionErrors listing all problems."""
-    errors: list[DefinitionError] = []
-    defs: dict[str, ExportDefinition] = {}
-    for path in yaml_files(paths):
-        display = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
-        docs, read_errors = read_documents(path, display)
-        errors += read_errors
-        for doc in docs:
-            if not isinstance(doc.data, dict):
-                errors.append(doc.error([], "an export definition must be a mapping with a key"))
-                continue
-            export, model_errors = parse_model(Export, doc, clean_loc)
-            errors += model_errors
-            if export is None:
-                continue
-            if export.key in defs:
-                first = defs[export.key]
-                errors.append(
-                    doc.error(
-                        ["key"],
-                        f"duplicate export key {export.key!r} (first defined in "
-                        f"{first.doc.file}:{first.doc.line_of(['key'])})",
-                    )
-                )
-                continue
-            defs[export.key] = ExportDefinition(export, doc)
-            errors += _check(export, doc, segments, catalogue)
+    found, errors = read_definitions(paths, Export, "export", clean_loc, root)
+    defs = {key: ExportDefinition(export, doc) for key, (export, doc) in found.items()}
+    for export, doc in found.values():
+        errors += _check(export, doc, segments, catalogue)
     if errors:
         raise DefinitionErrors(errors)
     return ExportSet(defs)

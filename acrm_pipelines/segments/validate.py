@@ -16,14 +16,7 @@ from acrm_pipelines.segments.spec import (
     NotGroup,
     Segment,
 )
-from acrm_pipelines.yaml_specs import (
-    DefinitionError,
-    DefinitionErrors,
-    Document,
-    parse_model,
-    read_documents,
-    yaml_files,
-)
+from acrm_pipelines.yaml_specs import DefinitionError, DefinitionErrors, Document, read_definitions
 
 # Discriminator tags pydantic puts into error locations of a condition; not YAML keys.
 CONDITION_TAGS = {"all", "any", "not", "field", "behaviour"}
@@ -199,31 +192,8 @@ def _cycles(defs: dict[str, Definition]) -> tuple[list[str], list[DefinitionErro
 
 def load_segments(paths: Sequence[Path], catalogue: Catalogue, root: Path | None = None) -> SegmentSet:
     """Every segment of the files (or folders) given; raises DefinitionErrors listing all problems."""
-    errors: list[DefinitionError] = []
-    defs: dict[str, Definition] = {}
-    for path in yaml_files(paths):
-        display = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
-        docs, read_errors = read_documents(path, display)
-        errors += read_errors
-        for doc in docs:
-            if not isinstance(doc.data, dict):
-                errors.append(doc.error([], "a segment definition must be a mapping with a key"))
-                continue
-            seg, model_errors = parse_model(Segment, doc, clean_loc)
-            errors += model_errors
-            if seg is None:
-                continue
-            if seg.key in defs:
-                first = defs[seg.key]
-                errors.append(
-                    doc.error(
-                        ["key"],
-                        f"duplicate segment key {seg.key!r} (first defined in {first.file}:"
-                        f"{first.doc.line_of(['key'])})",
-                    )
-                )
-                continue
-            defs[seg.key] = Definition(seg, doc)
+    found, errors = read_definitions(paths, Segment, "segment", clean_loc, root)
+    defs = {key: Definition(seg, doc) for key, (seg, doc) in found.items()}
     for defn in defs.values():
         _check_segment(defn, catalogue, errors)
         seg = defn.segment
