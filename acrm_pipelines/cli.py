@@ -39,11 +39,31 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _as_of(value: str) -> date:
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from acrm_pipelines.automation.runner import backfill
+    from acrm_pipelines.definitions import defs
+
+    start, end = _as_of(args.start, "--from"), _as_of(args.end, "--to")
+    started = time.monotonic()
+
+    def report(summary) -> None:
+        changes = sum(e + x for _, e, x in summary.segments.values())
+        sent = sum(m.get("sent", 0) for m in summary.exports.values())
+        print(
+            f"{summary.as_of}: {summary.customers_featured:,} customers, {len(summary.segments)} segments "
+            f"({changes:,} entries+exits), {sent:,} sent by {len(summary.exports)} exports, {summary.seconds:.1f} s"
+        )
+
+    summaries = backfill(defs, settings, start, end, after_each=report)
+    print(f"backfilled {len(summaries)} partitions in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _as_of(value: str, option: str = "--as-of") -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as err:
-        raise ValueError(f"--as-of: expected a date YYYY-MM-DD, got {value!r}") from err
+        raise ValueError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from err
 
 
 def _segments(settings: Settings, paths: Sequence[str] = ()):
@@ -216,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="materialize the whole graph for one as-of date, in-process through Dagster")
     run.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
     run.set_defaults(handler=_run)
+
+    backfill = sub.add_parser("backfill", help="run every daily partition of a date range, point-in-time, in order")
+    backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    backfill.set_defaults(handler=_backfill)
 
     validate = sub.add_parser("validate", help="check segment definitions; every error with file, line and field")
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default ACRM_SEGMENTS_DIR)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 from dagster import DagsterInstance, Definitions
@@ -117,3 +117,30 @@ def run_partition(
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         summary.customers_featured = con.execute("SELECT count(*) FROM marts.customer_features").fetchone()[0]
     return summary
+
+
+def backfill(
+    defs: Definitions,
+    settings: Settings,
+    start: date,
+    end: date,
+    instance: DagsterInstance | None = None,
+    after_each=None,
+) -> list[RunSummary]:
+    """Every daily partition from `start` to `end` (inclusive), oldest first, each point-in-time: the
+    same run as `acrm run` for that date. Stops at the first failure, naming the date."""
+    if end < start:
+        raise RunFailed(f"--to {end} is before --from {start}")
+    summaries = []
+    day = start
+    while day <= end:
+        try:
+            summary = run_partition(defs, settings, day.isoformat(), instance)
+        except RunFailed as err:
+            done = f"{summaries[0].as_of} to {summaries[-1].as_of} done; " if summaries else ""
+            raise RunFailed(f"backfill stopped at {day}: {done}{err}") from err
+        summaries.append(summary)
+        if after_each is not None:
+            after_each(summary)
+        day += timedelta(days=1)
+    return summaries
