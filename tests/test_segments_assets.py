@@ -13,14 +13,17 @@ from tests.test_loader import write_csv
 SEGMENTS = """\
 key: buyers
 rules: {field: orders_count, op: ">=", value: 1}
+size_alert: {max_ratio: 1.4}
 ---
 key: frozen_buyers
 type: static
 rules: {field: orders_count, op: ">=", value: 1}
+size_alert: {max_ratio: 1.4}
 ---
 key: paused
 active: false
 rules: {field: orders_count, op: ">=", value: 1}
+size_alert: {max_ratio: 1.4}
 ---
 key: frozen_or_paused
 from: {union: [frozen_buyers, paused]}
@@ -70,6 +73,9 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
         "frozen_or_paused": (2, 0, 0),
         "recent_buyers": (1, 1, 1),  # c in, b out
     }
+    # buyers went from 2 to 3: 1.5× > 1.4 warns (a failed check of severity WARN); the first day passed.
+    assert day1.checks_failed == []
+    assert day2.checks_failed == ["segments/buyers:size_jump"]
     event = instance.get_latest_materialization_event(AssetKey(["segments", "frozen_buyers"]))
     metadata = event.asset_materialization.metadata
     assert metadata["frozen_since"].value == "2024-03-09"

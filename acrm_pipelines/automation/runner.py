@@ -113,7 +113,7 @@ def run_partition(
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:
-                summary.checks_failed.append(evaluation.check_name)
+                summary.checks_failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         summary.customers_featured = con.execute("SELECT count(*) FROM marts.customer_features").fetchone()[0]
     return summary

@@ -13,9 +13,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     DefaultSensorStatus,
+    JobDefinition,
     PartitionsDefinition,
     RunRequest,
     SensorDefinition,
@@ -30,6 +32,9 @@ from acrm_pipelines.automation.partitions import daily_partitions
 from acrm_pipelines.ingest.contract import TABLES_BY_NAME
 from acrm_pipelines.ingest.loader import SUFFIXES
 from acrm_pipelines.settings import Settings
+
+if TYPE_CHECKING:  # not exported by `dagster`; what `define_asset_job` returns
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 SENSOR_NAME = "acrm_landing_files"
 NEW_FILES_TAG = "acrm/new_files"
@@ -111,7 +116,9 @@ def run_key_for(new_files: list[FileSignature]) -> str:
     return f"landing-{digest[:32]}"
 
 
-def _partitions_of(context: SensorEvaluationContext, job, settings: Settings) -> PartitionsDefinition:
+def _partitions_of(
+    context: SensorEvaluationContext, job: JobDefinition | UnresolvedAssetJobDefinition, settings: Settings
+) -> PartitionsDefinition:
     """The resolved job's partitions (its assets', from ACRM_START_DATE); outside a repository, the same
     definition built from the settings (`define_asset_job` leaves `partitions_def` unset until resolved).
     """
@@ -125,7 +132,7 @@ def _partitions_of(context: SensorEvaluationContext, job, settings: Settings) ->
 
 def build_landing_sensor(
     settings: Settings,
-    job=daily_job,
+    job: JobDefinition | UnresolvedAssetJobDefinition = daily_job,
     minimum_interval_seconds: int = 60,
     settle_seconds: float = 30,
     default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,

@@ -10,7 +10,18 @@ entered, exited — numeric, so the UI plots them over time).
 
 from datetime import date
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL
@@ -85,14 +96,59 @@ def _frozen(seg: Segment, dates: list[date], as_of: date) -> date | None:
     return seg_day if (seg_day := max((d for d in dates if d <= as_of), default=None)) else dates[0]
 
 
+SIZE_CHECK = "size_jump"
+
+
+def size_ratio(size: int, previous: int) -> float:
+    """How many times larger the larger of the two sizes is (an empty side counts as 1)."""
+    return max(size, previous) / max(min(size, previous), 1)
+
+
+def _size_check(key: str, seg: Segment, size: int, previous: tuple[str, int] | None) -> AssetCheckResult:
+    limit = seg.size_alert.max_ratio
+    if previous is None:
+        return AssetCheckResult(
+            asset_key=segment_key(key),
+            check_name=SIZE_CHECK,
+            passed=True,
+            metadata={"size": MetadataValue.int(size), "note": "first evaluation"},
+        )
+    day, before = previous
+    ratio = size_ratio(size, before)
+    return AssetCheckResult(
+        asset_key=segment_key(key),
+        check_name=SIZE_CHECK,
+        passed=ratio <= limit,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "size": MetadataValue.int(size),
+            "previous_size": MetadataValue.int(before),
+            "previous_evaluation": day,
+            "ratio": MetadataValue.float(round(ratio, 3)),
+            "max_ratio": MetadataValue.float(limit),
+        },
+    )
+
+
 def build_segment_assets(segments: SegmentSet, partitions_def):
     if not len(segments):
         return None
     specs = [_spec(segments[k], segments.definitions[k].file) for k in segments.order]
+    check_specs = [
+        AssetCheckSpec(
+            SIZE_CHECK,
+            asset=segment_key(k),
+            description=f"size changes by at most "
+            f"{segments[k].size_alert.max_ratio}× against the previous evaluation (warns)",
+        )
+        for k in segments.order
+        if segments[k].size_alert is not None
+    ]
 
     @multi_asset(
         name="segments",
         specs=specs,
+        check_specs=check_specs,
         can_subset=True,
         partitions_def=partitions_def,
         pool=DUCKDB_POOL,
@@ -111,14 +167,38 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             to_record = [k for k in selected if k not in fixed]
             versions = {k: segments[k].version() for k in to_record}
             recorded = record(con, evaluation, to_record, versions)
+            checked = [
+                k for k in to_record if AssetCheckKey(segment_key(k), SIZE_CHECK) in context.selected_asset_check_keys
+            ]
+            previous = {
+                k: (
+                    str(recorded[k].previous),
+                    con.execute(
+                        "SELECT size FROM segments.evaluations WHERE segment_key = ? AND as_of = ?",
+                        [k, recorded[k].previous],
+                    ).fetchone()[0],
+                )
+                for k in checked
+                if recorded[k].previous is not None
+            }
         context.log.info(
             f"{len(needed)} segments evaluated together for {as_of} "
             + ", ".join(f"{name} {secs:.2f}s" for name, secs in evaluation.timings.items())
         )
         for k in selected:
             seg = segments[k]
+            unchecked = (
+                k not in checked and AssetCheckKey(segment_key(k), SIZE_CHECK) in context.selected_asset_check_keys
+            )
             if not seg.active and k not in recorded:
                 context.log.info(f"segment {k} is inactive: not re-evaluated")
+                if unchecked:
+                    yield AssetCheckResult(
+                        asset_key=segment_key(k),
+                        check_name=SIZE_CHECK,
+                        passed=True,
+                        metadata={"note": "inactive: not evaluated"},
+                    )
                 continue
             rec = recorded.get(k)
             metadata = {
@@ -139,5 +219,14 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
                 for arm, n in arms.items():
                     metadata[f"arm.{arm}"] = MetadataValue.int(n)
             yield MaterializeResult(asset_key=segment_key(k), metadata=metadata)
+            if k in checked:
+                yield _size_check(k, seg, evaluation.size(k), previous.get(k))
+            elif unchecked:
+                yield AssetCheckResult(
+                    asset_key=segment_key(k),
+                    check_name=SIZE_CHECK,
+                    passed=True,
+                    metadata={"note": "frozen: not re-evaluated"},
+                )
 
     return _segments

@@ -311,6 +311,12 @@ class Split(Strict):
         return dict(self.arms or {})
 
 
+class SizeAlert(Strict):
+    """Warn (an asset check) when the size changes by more than `max_ratio` against the previous evaluation."""
+
+    max_ratio: float = Field(gt=1)
+
+
 class Segment(Strict):
     key: Annotated[str, Field(pattern=KEY_PATTERN)]
     title: str | None = None
@@ -321,6 +327,7 @@ class Segment(Strict):
     from_: SetSource | None = Field(default=None, alias="from")
     priority: list[str] | None = Field(default=None, min_length=2)
     split: Split | None = None
+    size_alert: SizeAlert | None = None
 
     @model_validator(mode="after")
     def _a_base(self) -> Segment:
