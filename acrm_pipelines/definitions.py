@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.jobs import daily_job, nightly_schedule
 from acrm_pipelines.automation.partitions import daily_partitions
+from acrm_pipelines.automation.sensors import build_landing_sensor
 from acrm_pipelines.exports.assets import build_exports, load_export_set
 from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
 from acrm_pipelines.ingest.assets import raw_assets, raw_checks
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings) -> Definitions:
         asset_checks=[*raw_checks(partitions), *export_checks],
         jobs=[daily_job],
         schedules=[nightly_schedule],
+        sensors=[build_landing_sensor(settings)],
         resources={
             "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
             "dbt": dbt_resource(settings),
