@@ -264,15 +264,15 @@ def test_direct_call_without_a_repository(settings: Settings, instance: DagsterI
 
 
 def test_runs_against_the_real_definitions(settings: Settings, instance: DagsterInstance, tmp_path: Path) -> None:
-    """With the whole graph: the request's partition is valid for the resolved `acrm_daily` job."""
+    """The sensor as the project's definitions carry it: its partition is valid for the resolved job."""
     from acrm_pipelines.definitions import build_definitions
 
     settings = dataclasses.replace(
         settings, duckdb_path=tmp_path / "acrm.duckdb", outbox_dir=tmp_path / "outbox", exports_dir=tmp_path / "none"
     )
     put(settings.landing_dir / "customers.csv")
-    sensor_def = build_landing_sensor(settings)
-    defs = Definitions.merge(build_definitions(settings), Definitions(sensors=[sensor_def]))
+    defs = build_definitions(settings)
+    sensor_def = defs.resolve_sensor_def("acrm_landing_files")
     data = sensor_def.evaluate_tick(build_sensor_context(cursor=None, instance=instance, definitions=defs))
     assert [r.partition_key for r in data.run_requests] == [yesterday()]
     assert data.run_requests[0].job_name in (None, DAILY_JOB)
