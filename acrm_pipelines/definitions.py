@@ -29,7 +29,7 @@ def build_definitions(settings: Settings) -> Definitions:
             *([segments] if segments else []),
             *exports,
         ],
-        asset_checks=[*raw_checks(partitions), *export_checks],
+        asset_checks=[*raw_checks(settings, partitions), *export_checks],
         jobs=[daily_job],
         schedules=[nightly_schedule],
         sensors=[build_landing_sensor(settings)],

@@ -17,6 +17,14 @@ def _path(name: str, default: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    try:
+        return int(value)
+    except ValueError as err:
+        raise ValueError(f"{name}: expected a whole number, got {value!r}") from err
+
+
 @dataclass(frozen=True)
 class Settings:
     landing_dir: Path
@@ -26,6 +34,7 @@ class Settings:
     outbox_dir: Path
     start_date: date
     default_region: str
+    freshness_days: int = 3  # raw activity older than this before the as-of day warns
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +51,7 @@ class Settings:
             outbox_dir=_path("ACRM_OUTBOX_DIR", "data/outbox"),
             start_date=start_date,
             default_region=(os.environ.get("ACRM_DEFAULT_REGION") or "RU").upper(),
+            freshness_days=_int("ACRM_FRESHNESS_DAYS", 3),
         )
 
 

@@ -97,16 +97,41 @@ def test_demo_data_with_the_example_segments_and_exports(demo_landing: Path, tmp
     summary = run_pipeline(settings, "2026-11-20")
     assert summary.checks_failed == []
     assert {"spring_target", "offers", "birthday_soon"} <= set(summary.segments)
-    assert set(summary.exports) == {"spring_email_file", "spring_google_audience", "spring_meta_audience",
-                                    "birthday_bonus", "winback_codes", "offers_parquet"}
+    assert set(summary.exports) == {
+        "spring_email_file",
+        "spring_google_audience",
+        "spring_meta_audience",
+        "birthday_bonus",
+        "winback_codes",
+        "offers_parquet",
+    }
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        treatment = {c for (c,) in con.execute(
-            "SELECT customer_id FROM segments.membership WHERE segment_key = 'spring_target' AND arm = 'treatment'"
-        ).fetchall()}
-        statuses = dict(con.execute(
-            "SELECT status, count(*) FROM exports.deliveries WHERE export_key = 'spring_email_file' GROUP BY 1"
-        ).fetchall())
+        treatment = {
+            c
+            for (c,) in con.execute(
+                "SELECT customer_id FROM segments.membership WHERE segment_key = 'spring_target' AND arm = 'treatment'"
+            ).fetchall()
+        }
+        statuses = dict(
+            con.execute(
+                "SELECT status, count(*) FROM exports.deliveries WHERE export_key = 'spring_email_file' GROUP BY 1"
+            ).fetchall()
+        )
     with (settings.outbox_dir / "spring_email_file" / "2026-11-20.csv").open() as f:
         sent = {row["customer_id"] for row in csv.DictReader(f)}
     assert sent <= treatment and len(sent) == statuses["sent"]
     assert summary.exports["spring_email_file"]["sent"] == statuses["sent"]
+
+
+def test_stale_raw_activity_warns(tmp_path: Path) -> None:
+    """The latest order is 9.5 days before the end of the as-of day: over the default 3 days, a warning."""
+    land = tmp_path / "landing"
+    write_csv(land / "customers.csv", ["customer_id"], [["a"]])
+    write_csv(
+        land / "orders.csv",
+        ["order_id", "customer_id", "ordered_at", "total_amount"],
+        [["1", "a", "2024-03-01 12:00:00", "10"], ["2", "a", "2024-03-20 12:00:00", "10"]],
+    )
+    summary = run_pipeline(make_settings(tmp_path, land), "2024-03-10")
+    assert summary.checks_failed == ["raw_orders:fresh_activity"]  # events and messages are empty: they pass
+    assert summary.customers_featured == 1

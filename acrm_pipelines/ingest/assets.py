@@ -4,6 +4,8 @@ The landing folder is a full snapshot, so each partition's run reloads it; point
 downstream in dbt. Each asset has a Great Expectations check over the table it loaded.
 """
 
+from datetime import date, datetime, timedelta
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -103,9 +105,43 @@ def build_gx_check(spec: TableSpec, partitions_def):
     return _check
 
 
+# The time column whose latest value says how fresh a table's activity is.
+ACTIVITY_TIME = {"orders": "ordered_at", "events": "occurred_at", "messages": "sent_at"}
+
+
+def build_freshness_check(table_name: str, column: str, settings: Settings, partitions_def):
+    @asset_check(
+        asset=raw_key(table_name),
+        name="fresh_activity",
+        description=f"The latest {column} in raw.{table_name} is at most {settings.freshness_days} days before "
+        "the end of the partition's day (ACRM_FRESHNESS_DAYS); warns otherwise. An empty table passes.",
+        partitions_def=partitions_def,
+    )
+    def _check(context, duckdb: DuckDBResource) -> AssetCheckResult:
+        as_of = date.fromisoformat(context.partition_key)
+        end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+        with duckdb.get_connection() as con:
+            latest = con.execute(f"SELECT max({column}) FROM raw.{table_name} WHERE {column} < ?", [end]).fetchone()[0]
+        if latest is None:
+            return AssetCheckResult(passed=True, metadata={"note": "no rows before the end of the day"})
+        lag = (end - latest).total_seconds() / 86_400
+        return AssetCheckResult(
+            passed=lag <= settings.freshness_days,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "latest": latest.isoformat(sep=" "),
+                "lag_days": MetadataValue.float(round(lag, 2)),
+                "max_lag_days": MetadataValue.int(settings.freshness_days),
+            },
+        )
+
+    return _check
+
+
 def raw_assets(settings: Settings, partitions_def) -> list[AssetsDefinition]:
     return [build_raw_asset(spec, settings, partitions_def) for spec in TABLES]
 
 
-def raw_checks(partitions_def) -> list:
-    return [build_gx_check(spec, partitions_def) for spec in TABLES]
+def raw_checks(settings: Settings, partitions_def) -> list:
+    freshness = [build_freshness_check(t, c, settings, partitions_def) for t, c in ACTIVITY_TIME.items()]
+    return [*[build_gx_check(spec, partitions_def) for spec in TABLES], *freshness]
