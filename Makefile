@@ -38,17 +38,22 @@ demo: setup
 	echo "make demo took $$(( $$(date +%s) - start )) s"
 
 # Debian packages the tests need, installed only when missing (a no-op otherwise): the PostgreSQL
-# server that tests/pg_server.py starts as a throwaway instance for the postgres destination's tests.
+# server that tests/pg_server.py starts as a throwaway instance for the postgres destination's tests, and
+# the Chromium that tests/test_ui.py drives through Playwright (its own browser downloads are not used).
 system-deps:
-	@if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then \
+	@missing=""; \
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "system-deps: installing the PostgreSQL server (Debian package postgresql) for the tests"; \
+		echo "system-deps: installing Debian packages for the tests:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update && apt-get install -y --no-install-recommends postgresql; \
+		apt-get update && apt-get install -y --no-install-recommends $$missing; \
 	else \
-		echo "system-deps: the tests need a PostgreSQL server (initdb under /usr/lib/postgresql/*/bin)." >&2; \
-		echo "  Install it as root: apt-get update && apt-get install -y --no-install-recommends postgresql" >&2; \
+		echo "system-deps: the tests need Debian packages:$$missing" >&2; \
+		echo "  (postgresql: a server with initdb under /usr/lib/postgresql/*/bin; chromium: /usr/bin/chromium)" >&2; \
+		echo "  Install them as root: apt-get update && apt-get install -y --no-install-recommends$$missing" >&2; \
 		echo "  (or run 'sudo make system-deps')." >&2; \
 		exit 1; \
 	fi
