@@ -17,13 +17,13 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 setup: $(STAMP)
 
 # Re-run only when the dependencies or the dbt project change; otherwise `make setup` is instant.
-$(STAMP): pyproject.toml $(shell find dbt_project -name '*.sql' -o -name '*.yml' | grep -v target)
+$(STAMP): pyproject.toml dagster.yaml $(shell find dbt_project -name '*.sql' -o -name '*.yml' | grep -v target)
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version" || { echo "Python 3.11 is required" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	$(MAKE) --no-print-directory dbt-parse
-	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
 
 # The dbt manifest must exist before Dagster loads the definitions.

@@ -81,3 +81,32 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
     assert metadata["frozen_since"].value == "2024-03-09"
     assert event.asset_materialization.partition == "2024-03-10"
     assert instance.get_latest_materialization_event(AssetKey(["segments", "paused"])) is None
+
+
+def test_segments_refuse_features_of_another_date(tmp_path: Path) -> None:
+    """A segments-only run for a date whose features are not the ones in the file fails, naming both dates."""
+    land = tmp_path / "landing"
+    write_csv(land / "customers.csv", ["customer_id"], [["a"]])
+    write_csv(
+        land / "orders.csv",
+        ["order_id", "customer_id", "ordered_at", "total_amount"],
+        [["1", "a", "2024-03-01 10:00:00", "10"]],
+    )
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "s.yaml").write_text("key: buyers\nrules: {field: orders_count, op: '>=', value: 1}\n")
+    settings = dataclasses.replace(make_settings(tmp_path, land), segments_dir=tmp_path / "segments")
+    from acrm_pipelines.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    instance = DagsterInstance.ephemeral()
+    run_pipeline(settings, "2024-03-10", instance)
+    job = defs.resolve_job_def("acrm_daily")
+    result = job.execute_in_process(
+        partition_key="2024-03-09",
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=[AssetKey(["segments", "buyers"])],
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "marts.customer_features is as of 2024-03-10, not 2024-03-09" in failure.event_specific_data.error.message

@@ -42,7 +42,8 @@ def export_key(key: str) -> AssetKey:
 def load_export_set(settings: Settings, segments: SegmentSet) -> ExportSet:
     if not settings.exports_dir.exists():
         return ExportSet()
-    return load_exports([settings.exports_dir], segments, load_catalogue(settings.duckdb_path), root=REPO_ROOT)
+    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing.
+    return load_exports([settings.exports_dir], segments, load_catalogue(), root=REPO_ROOT)
 
 
 def build_export_asset(export: Export, file: str, settings: Settings, partitions_def):
@@ -99,6 +100,7 @@ def build_export_check(export: Export, partitions_def):
         asset=export_key(export.key),
         name="nothing_suppressed_delivered",
         blocking=True,
+        pool=DUCKDB_POOL,
         partitions_def=partitions_def,
         description="No customer without consent, opted out, complained or held back was delivered.",
     )

@@ -78,6 +78,7 @@ def build_gx_check(spec: TableSpec, partitions_def):
     @asset_check(
         asset=raw_key(spec.name),
         name=f"gx_{spec.name}",
+        pool=DUCKDB_POOL,
         description=f"Great Expectations suite for raw.{spec.name}: keys present, unique, amounts ≥ 0, "
         "known statuses, phones in E.164.",
         partitions_def=partitions_def,
@@ -113,6 +114,7 @@ def build_freshness_check(table_name: str, column: str, settings: Settings, part
     @asset_check(
         asset=raw_key(table_name),
         name="fresh_activity",
+        pool=DUCKDB_POOL,
         description=f"The latest {column} in raw.{table_name} is at most {settings.freshness_days} days before "
         "the end of the partition's day (ACRM_FRESHNESS_DAYS); warns otherwise. An empty table passes.",
         partitions_def=partitions_def,

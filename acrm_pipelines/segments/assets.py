@@ -18,6 +18,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    Failure,
     MaterializeResult,
     MetadataValue,
     multi_asset,
@@ -49,7 +50,9 @@ def load_segment_set(settings: Settings) -> SegmentSet:
     """The segments folder, validated (raises DefinitionErrors naming file, line and field)."""
     if not settings.segments_dir.exists():
         return SegmentSet()
-    return load_segments([settings.segments_dir], load_catalogue(settings.duckdb_path), root=REPO_ROOT)
+    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing
+    # (custom_* columns are then checked when the segments are evaluated).
+    return load_segments([settings.segments_dir], load_catalogue(), root=REPO_ROOT)
 
 
 def _facts(cond) -> set[str]:
@@ -159,6 +162,12 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
         selected = [k for k in segments.order if segment_key(k) in context.selected_asset_keys]
         needed = segments.closure(selected)
         with duckdb.get_connection() as con:
+            built = con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
+            if built != as_of:  # e.g. a segments-only run after another date's features were built
+                raise Failure(
+                    f"marts.customer_features is as of {built}, not {as_of}: materialize the features for "
+                    f"{as_of} first (run the whole job for this partition)"
+                )
             ensure_tables(con)
             dates = {k: evaluated_dates(con, k) for k in needed}
             frozen = {k: day for k in needed if (day := _frozen(segments[k], dates[k], as_of)) is not None}
