@@ -260,10 +260,12 @@ class _Appender:
                 "arm": pa.array(np.concatenate(arms), pa.string()),
             }
         )
+        # Ordered by segment, so that a scan for one segment skips the other segments' row groups.
         self.con.execute(
             f"""INSERT INTO {SCHEMA}.changes
             SELECT x.segment_key::VARCHAR, i.customer_id, ?, x.kind::VARCHAR, x.arm
-            FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)""",
+            FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)
+            ORDER BY 1, 2""",
             [self.d],
         )
         self.parts, self.rows = [], 0
