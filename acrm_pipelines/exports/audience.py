@@ -51,7 +51,7 @@ def _ident(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
-def _field_sql(name: str, spec) -> str:
+def field_sql(name: str, spec) -> str:
     if spec.const is not None:
         value = exp.convert(spec.const).sql("duckdb")
         return f"{value} AS {_ident(name)}"
@@ -111,7 +111,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
         checks.append(f"WHEN coalesce(cap.n, 0) >= {int(cap.max)} THEN 'frequency_cap'")
     if export.hold_out_arm:
         checks.append(f"WHEN m.arm = {exp.Literal.string(export.hold_out_arm).sql('duckdb')} THEN 'held_back'")
-    fields = "".join(f", {_field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
+    fields = "".join(f", {field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
     sql = f"""
         WITH m AS (
             SELECT customer_id, arg_max(arm, as_of) AS arm FROM {SEGMENTS}.changes

@@ -133,6 +133,11 @@ def _size_check(key: str, seg: Segment, size: int, previous: tuple[str, int] | N
     )
 
 
+def _size_check_skipped(key: str, note: str) -> AssetCheckResult:
+    """A selected size check of a segment that was not evaluated this run passes, saying why."""
+    return AssetCheckResult(asset_key=segment_key(key), check_name=SIZE_CHECK, passed=True, metadata={"note": note})
+
+
 def build_segment_assets(segments: SegmentSet, partitions_def):
     if not len(segments):
         return None
@@ -202,12 +207,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             if not seg.active and k not in recorded:
                 context.log.info(f"segment {k} is inactive: not re-evaluated")
                 if unchecked:
-                    yield AssetCheckResult(
-                        asset_key=segment_key(k),
-                        check_name=SIZE_CHECK,
-                        passed=True,
-                        metadata={"note": "inactive: not evaluated"},
-                    )
+                    yield _size_check_skipped(k, "inactive: not evaluated")
                 continue
             rec = recorded.get(k)
             metadata = {
@@ -231,11 +231,6 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             if k in checked:
                 yield _size_check(k, seg, evaluation.size(k), previous.get(k))
             elif unchecked:
-                yield AssetCheckResult(
-                    asset_key=segment_key(k),
-                    check_name=SIZE_CHECK,
-                    passed=True,
-                    metadata={"note": "frozen: not re-evaluated"},
-                )
+                yield _size_check_skipped(k, "frozen: not re-evaluated")
 
     return _segments
