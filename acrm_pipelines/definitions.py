@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.jobs import daily_job, nightly_schedule
+from acrm_pipelines.automation.jobs import build_nightly_schedule, build_refresh, daily_job
 from acrm_pipelines.automation.partitions import daily_partitions
 from acrm_pipelines.automation.sensors import build_landing_sensor
 from acrm_pipelines.exports.assets import build_exports, load_export_set
@@ -22,6 +22,7 @@ def build_definitions(settings: Settings) -> Definitions:
     segment_set = load_segment_set(settings)
     segments = build_segment_assets(segment_set, partitions)
     exports, export_checks = build_exports(load_export_set(settings, segment_set), settings, partitions)
+    refresh_jobs, refresh_schedules = build_refresh(segment_set)
     return Definitions(
         assets=[
             *raw_assets(settings, partitions),
@@ -30,8 +31,8 @@ def build_definitions(settings: Settings) -> Definitions:
             *exports,
         ],
         asset_checks=[*raw_checks(settings, partitions), *export_checks],
-        jobs=[daily_job],
-        schedules=[nightly_schedule],
+        jobs=[daily_job, *refresh_jobs],
+        schedules=[build_nightly_schedule(settings), *refresh_schedules],
         sensors=[build_landing_sensor(settings)],
         resources={
             "duckdb": DuckDBResource(database=str(settings.duckdb_path)),

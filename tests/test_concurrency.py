@@ -44,6 +44,7 @@ rules: {field: orders_count, op: ">=", value: 1}
 ---
 key: big_spenders
 rules: {field: total_amount, op: ">", value: 100}
+refresh: 4h
 """
 # Hand-checked against the orders below; the same whatever order the queue runs the partitions in.
 EXPECTED_EVALUATIONS = [  # segment_key, as_of, size, entered, exited
@@ -147,12 +148,13 @@ def test_nightly_refresh_and_backfill_started_together_run_one_after_another(tmp
         daemon = _start([str(BIN / "dagster-daemon"), "run", *workspace], env, logs / "daemon.log")
         submitters: list[subprocess.Popen] = []
         try:
-            # The refresh is the whole job for D3, not only the segments: the segments read whatever as-of date
-            # marts.customer_features was last built for, so a segments-only run would depend on the queue order.
+            # The refresh is the job the `refresh: 4h` mark makes: big_spenders with the load and the dbt models
+            # it reads, so it rebuilds the features for its own date whatever order the queue runs things in.
             launch = [str(BIN / "dagster"), "job", "launch", *workspace, "-j", JOB, "--tags"]
+            refresh = [str(BIN / "dagster"), "job", "launch", *workspace, "-j", "acrm_refresh_4h", "--tags"]
             submitters = [
                 _start([*launch, json.dumps({"dagster/partition": D3, "acrm/kind": "nightly"})], env, logs / "n.log"),
-                _start([*launch, json.dumps({"dagster/partition": D3, "acrm/kind": "refresh"})], env, logs / "r.log"),
+                _start([*refresh, json.dumps({"dagster/partition": D3, "acrm/kind": "refresh"})], env, logs / "r.log"),
                 _start(
                     [str(BIN / "dagster"), "job", "backfill", *workspace, "-j", JOB, "--partitions", f"{D1},{D2}"]
                     + ["--noprompt", "--tags", json.dumps({"acrm/kind": "backfill"})],

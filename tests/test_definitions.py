@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import AssetKey, DailyPartitionsDefinition
+from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from acrm_pipelines.features.dbt import dbt_build_args, dbt_vars
 from tests.conftest import make_settings
@@ -50,9 +51,56 @@ def test_definitions_have_the_raw_to_marts_graph(tmp_path: Path) -> None:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, DailyPartitionsDefinition), key
         assert partitions.start.date().isoformat() == "2019-01-01"
+        # One partition per backfill run (dagster-dbt alone would run a whole range in one dbt build).
+        assert graph.get(key).backfill_policy == BackfillPolicy.multi_run(1), key
     checks = {c.name for c in graph.asset_check_keys}
     assert {f"gx_{t}" for t in ("customers", "orders", "order_lines")} <= checks
     assert "unique_customer_features_customer_id" in checks  # dbt tests arrive as asset checks
     schedule = defs.resolve_schedule_def("acrm_nightly")
     assert schedule.cron_schedule == "0 2 * * *"
     assert defs.resolve_job_def("acrm_daily").partitions_def is not None
+
+
+def test_nightly_runs_yesterday_and_refresh_runs_today(tmp_path: Path) -> None:
+    """Partitions reach today (for the intraday refresh); the nightly run is for the last complete day."""
+    from dagster import build_schedule_context
+
+    from acrm_pipelines.definitions import build_definitions
+
+    defs = build_definitions(make_settings(tmp_path, tmp_path / "landing"))
+    today = datetime.now(UTC).date()
+    assert defs.resolve_job_def("acrm_daily").partitions_def.get_last_partition_key() == today.isoformat()
+
+    repo = defs.get_repository_def()
+    nightly = defs.resolve_schedule_def("acrm_nightly")
+    at = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+    request = nightly.evaluate_tick(
+        build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    ).run_requests[0]
+    assert request.partition_key == "2026-11-25"
+
+    # The example cart_abandoners_7d has `refresh: 4h`.
+    refresh = defs.resolve_schedule_def("acrm_refresh_every_4h")
+    assert refresh.cron_schedule == "0 */4 * * *"
+    assert refresh.job_name == "acrm_refresh_4h"
+    at = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    request = refresh.evaluate_tick(
+        build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    ).run_requests[0]
+    assert request.partition_key == "2026-11-26"
+
+
+def test_refresh_job_selects_the_marked_segment_what_it_reads_and_its_exports(tmp_path: Path) -> None:
+    from acrm_pipelines.definitions import build_definitions
+
+    defs = build_definitions(make_settings(tmp_path, tmp_path / "landing", with_exports=True))
+    job = defs.resolve_job_def("acrm_refresh_4h")
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    # The segment, its export, and what it reads: events and orders, through their dbt models.
+    assert {"segments/cart_abandoners_7d", "exports/cart_reminder_push"} <= selected
+    assert {"raw_events", "raw_orders", "fct_events", "fct_orders", "customer_features"} <= selected
+    # Nothing else: no other segment, no other export.
+    assert {k for k in selected if k.startswith(("segments/", "exports/"))} == {
+        "segments/cart_abandoners_7d",
+        "exports/cart_reminder_push",
+    }

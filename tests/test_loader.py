@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from acrm_pipelines.ingest.contract import TABLES, TABLES_BY_NAME
-from acrm_pipelines.ingest.loader import LoadError, load_all, load_table
+from acrm_pipelines.ingest.loader import LoadError, LoadResult, load_all, load_table, load_table_if_changed
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -222,3 +222,40 @@ def test_custom_columns_are_typed_by_inference(tmp_path: Path) -> None:
         assert result.ignored_columns == ["customers.csv:unknown_col"]
         row = con.execute("SELECT custom_n, custom_x, custom_b, custom_t FROM raw.customers WHERE customer_id='b'")
         assert row.fetchone() == (None, 2.0, False, "7")
+
+
+def test_unchanged_files_are_not_reloaded_and_a_changed_parent_reloads_its_children(tmp_path: Path) -> None:
+    """A backfill of many days loads each table once: a load is kept while its files, the loading code
+    and its parents' loads are unchanged; a change anywhere in that chain reloads."""
+    land = tmp_path / "landing"
+    write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"]])
+    write_csv(
+        land / "orders.csv",
+        ["order_id", "customer_id", "ordered_at", "total_amount"],
+        [["1", "a", "2024-01-01", "5"], ["2", "c", "2024-01-02", "6"]],  # c is not a customer yet
+    )
+    customers, orders = TABLES_BY_NAME["customers"], TABLES_BY_NAME["orders"]
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+
+        def load() -> tuple[LoadResult, LoadResult]:
+            return load_table_if_changed(con, customers, land), load_table_if_changed(con, orders, land)
+
+        c1, o1 = load()
+        assert (c1.reused, o1.reused) == (False, False)
+        assert (o1.rows_loaded, o1.reasons) == (1, {"orphan:customer_id": 1})
+        # Same files: both kept, with the counts of the load they keep.
+        con.execute("INSERT INTO raw.orders (order_id, customer_id) VALUES ('marker', 'a')")  # seen if kept
+        c2, o2 = load()
+        assert (c2.reused, o2.reused) == (True, True)
+        assert (o2.rows_loaded, o2.reasons) == (1, {"orphan:customer_id": 1})
+        assert con.execute("SELECT count(*) FROM raw.orders WHERE order_id = 'marker'").fetchone()[0] == 1
+        # A new customer c: customers reload, and so do orders (c's order is no longer an orphan).
+        write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"], ["c"]])
+        c3, o3 = load()
+        assert (c3.reused, o3.reused) == (False, False)
+        assert (o3.rows_loaded, o3.reasons) == (2, {})
+        assert con.execute("SELECT count(*) FROM raw.orders WHERE order_id = 'marker'").fetchone()[0] == 0
+        # A dropped raw table is loaded again even though nothing changed.
+        con.execute("DROP TABLE raw.orders")
+        assert load()[1].reused is False
+        assert con.execute("SELECT count(*) FROM raw.orders").fetchone()[0] == 2

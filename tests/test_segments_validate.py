@@ -80,6 +80,11 @@ def errors_of(tmp_path: Path, files: dict[str, str]) -> list[str]:
             "key: a\nsplit: {control: 10%}\nrules: {field: city, op: is_null}\n",
             "a.yaml:2: split: a random split needs a salt",
         ),
+        ("key: a\nrules: {field: city, op: is_null}\nrefresh: 24h\n", "a.yaml:3: refresh: String should match"),
+        (
+            "key: a\ntype: static\nrules: {field: city, op: is_null}\nrefresh: 4h\n",
+            "a.yaml:1: refresh is for active dynamic segments",
+        ),
     ],
 )
 def test_one_error_with_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from dagster import (
     DefaultSensorStatus,
     JobDefinition,
-    PartitionsDefinition,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -28,7 +27,7 @@ from dagster import (
 )
 
 from acrm_pipelines.automation.jobs import daily_job
-from acrm_pipelines.automation.partitions import daily_partitions
+from acrm_pipelines.automation.partitions import last_complete_day
 from acrm_pipelines.ingest.contract import TABLES_BY_NAME
 from acrm_pipelines.ingest.loader import SUFFIXES
 from acrm_pipelines.settings import Settings
@@ -116,20 +115,6 @@ def run_key_for(new_files: list[FileSignature]) -> str:
     return f"landing-{digest[:32]}"
 
 
-def _partitions_of(
-    context: SensorEvaluationContext, job: JobDefinition | UnresolvedAssetJobDefinition, settings: Settings
-) -> PartitionsDefinition:
-    """The resolved job's partitions (its assets', from ACRM_START_DATE); outside a repository, the same
-    definition built from the settings (`define_asset_job` leaves `partitions_def` unset until resolved).
-    """
-    repo = context.repository_def
-    if repo is not None and repo.has_job(job.name):
-        resolved = repo.get_job(job.name).partitions_def
-        if resolved is not None:
-            return resolved
-    return getattr(job, "partitions_def", None) or daily_partitions(settings)
-
-
 def build_landing_sensor(
     settings: Settings,
     job: JobDefinition | UnresolvedAssetJobDefinition = daily_job,
@@ -175,8 +160,8 @@ def build_landing_sensor(
         if not new_files:
             return SensorResult(skip_reason=SkipReason(f"No new landing files{waiting}."), cursor=new_cursor)
 
-        partition_key = _partitions_of(context, job, settings).get_last_partition_key()
-        if partition_key is None:
+        day = last_complete_day(settings)
+        if day is None:
             # Keep the old cursor: the files count as new once the first day is complete.
             return SensorResult(
                 skip_reason=SkipReason(
@@ -186,6 +171,7 @@ def build_landing_sensor(
                 cursor=context.cursor,
             )
 
+        partition_key = day.isoformat()
         # File names only: the contents (personal data) never go near the logs.
         context.log.info(
             f"{len(new_files)} new landing file(s) for partition {partition_key}: "

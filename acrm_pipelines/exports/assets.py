@@ -21,7 +21,7 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.exports.audience import CHANNEL_RULES, LOG
 from acrm_pipelines.exports.run import run_export
 from acrm_pipelines.exports.spec import Export
@@ -52,6 +52,7 @@ def build_export_asset(export: Export, file: str, settings: Settings, partitions
         key_prefix=["exports"],
         deps=[segment_key(export.segment.segment)],
         partitions_def=partitions_def,
+        backfill_policy=ONE_PARTITION_PER_RUN,
         group_name=GROUP,
         pool=DUCKDB_POOL,
         kinds={"duckdb"},

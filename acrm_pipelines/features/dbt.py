@@ -10,7 +10,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
 
 GROUP = "features"
@@ -62,6 +62,7 @@ def build_dbt_assets(partitions_def):
         manifest=manifest_path(),
         project=dbt_project,
         partitions_def=partitions_def,
+        backfill_policy=ONE_PARTITION_PER_RUN,
         dagster_dbt_translator=AcrmDbtTranslator(),
         name="dbt_features",
         pool=DUCKDB_POOL,

@@ -1,7 +1,9 @@
 """The raw_* assets: one per contract table, loading the landing folder into the DuckDB file.
 
-The landing folder is a full snapshot, so each partition's run reloads it; point-in-time cuts happen
-downstream in dbt. Each asset has a Great Expectations check over the table it loaded.
+The landing folder is a full snapshot, and point-in-time cuts happen downstream in dbt; so a table is
+reloaded only when its files (or its parents' loads) changed since the last load, and otherwise kept
+(metadata `reused`): a backfill of many days loads once. Each asset has a Great Expectations check
+over the table it holds.
 """
 
 from datetime import date, datetime, timedelta
@@ -18,10 +20,10 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.ingest.contract import TABLES, TableSpec
 from acrm_pipelines.ingest.expectations import validate_raw_table
-from acrm_pipelines.ingest.loader import LoadResult, load_table
+from acrm_pipelines.ingest.loader import LoadResult, load_table_if_changed
 from acrm_pipelines.settings import Settings
 
 GROUP = "ingest"
@@ -38,6 +40,7 @@ def load_metadata(result: LoadResult) -> dict:
         "rows_read": result.rows_read,
         "rows_loaded": result.rows_loaded,
         "rows_quarantined": result.rows_quarantined,
+        "reused": MetadataValue.bool(result.reused),
         "files": MetadataValue.json(result.files),
         "quarantine_reasons": MetadataValue.md(f"| reason | rows |\n|---|---|\n{reasons_md}"),
         **{f"quarantined.{reason}": n for reason, n in result.reasons.items()},
@@ -56,6 +59,7 @@ def build_raw_asset(spec: TableSpec, settings: Settings, partitions_def) -> Asse
         name=raw_key(spec.name),
         group_name=GROUP,
         partitions_def=partitions_def,
+        backfill_policy=ONE_PARTITION_PER_RUN,
         deps=parents,
         kinds={"duckdb"},
         pool=DUCKDB_POOL,
@@ -64,9 +68,11 @@ def build_raw_asset(spec: TableSpec, settings: Settings, partitions_def) -> Asse
     )
     def _raw(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
         with duckdb.get_connection() as con:
-            result = load_table(con, spec, settings.landing_dir, settings.default_region)
+            result = load_table_if_changed(con, spec, settings.landing_dir, settings.default_region)
         context.log.info(
-            f"{spec.name}: read {result.rows_read}, loaded {result.rows_loaded}, "
+            f"{spec.name}: "
+            + ("files unchanged since the last load, kept it: " if result.reused else "")
+            + f"read {result.rows_read}, loaded {result.rows_loaded}, "
             f"quarantined {result.rows_quarantined} from {len(result.files)} file(s)"
         )
         return MaterializeResult(metadata=load_metadata(result))

@@ -11,10 +11,14 @@ tens of millions of rows load without passing through Python:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from acrm_pipelines.ingest.contract import (
     FALSE_WORDS,
@@ -46,6 +50,7 @@ class LoadResult:
     reasons: dict[str, int] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
     custom_columns: dict[str, str] = field(default_factory=dict)
+    reused: bool = False  # the files had not changed since the last load: raw.<table> was kept as it was
 
 
 QUARANTINE_DDL = f"""
@@ -233,13 +238,11 @@ def _phone_map(con: duckdb.DuckDBPyConnection, classified: str, default_region: 
         f"SELECT DISTINCT phone, coalesce(upper(country), {lit(default_region)}) FROM {classified} "
         "WHERE _reason IS NULL AND phone IS NOT NULL"
     ).fetchall()
+    names = ("phone", "region", "phone_e164", "phone_region", "phone_timezone", "phone_carrier")
     rows = [(raw, region, *normalise_phone(raw, region)) for raw, region in pairs]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _acrm_phones (phone VARCHAR, region VARCHAR, phone_e164 VARCHAR, "
-        "phone_region VARCHAR, phone_timezone VARCHAR, phone_carrier VARCHAR)"
-    )
-    if rows:
-        con.executemany("INSERT INTO _acrm_phones VALUES (?, ?, ?, ?, ?, ?)", rows)
+    # An Arrow table, not executemany: that took ~0.9 ms a row (15 minutes for a million phones).
+    phones = pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})  # noqa: F841
+    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_phones AS SELECT * FROM phones")
 
 
 def load_table(
@@ -341,6 +344,58 @@ def load_table(
     result.rows_quarantined = sum(result.reasons.values())
     for tmp in (stage, "_acrm_typed", "_acrm_classified", "_acrm_phones"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
+    return result
+
+
+# --- reusing an unchanged load ------------------------------------------------------------------------
+
+LOADS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {table(RAW_SCHEMA, "loads")} (
+    table_name VARCHAR PRIMARY KEY,
+    signature VARCHAR NOT NULL,
+    result JSON NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+# A change to the loading code changes every signature, so an upgrade reloads everything once.
+_CODE = [Path(__file__), Path(__file__).with_name("contract.py"), Path(__file__).with_name("phones.py")]
+
+
+def load_signature(con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str) -> str:
+    """What a load of `spec` depends on: its files (path, size, mtime), the loading code, the default
+    region, and the loads of its parent tables (orphan checks read them)."""
+    parts = [spec.name, default_region, *(hashlib.sha256(p.read_bytes()).hexdigest() for p in _CODE)]
+    for path in discover_files(landing_dir, spec.name):
+        stat = path.stat()
+        parts.append(f"{path.relative_to(landing_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
+    for parent in sorted({p for _, p, _ in spec.parents}):
+        row = con.execute(f"SELECT signature FROM {table(RAW_SCHEMA, 'loads')} WHERE table_name = ?", [parent])
+        parts.append(f"{parent}={(row.fetchone() or ['never'])[0]}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def load_table_if_changed(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str = "RU"
+) -> LoadResult:
+    """`load_table`, unless nothing it depends on changed since the last load: then the last result.
+
+    The landing folder is a full snapshot and the point-in-time cut happens in dbt, so a backfill of
+    many days (or a refresh with no new files) loads each table once, not once per partition.
+    """
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
+    con.execute(LOADS_DDL)
+    signature = load_signature(con, spec, landing_dir, default_region)
+    stored = con.execute(
+        f"SELECT l.result FROM {table(RAW_SCHEMA, 'loads')} l JOIN information_schema.tables t "
+        "ON t.table_schema = ? AND t.table_name = l.table_name WHERE l.table_name = ? AND l.signature = ?",
+        [RAW_SCHEMA, spec.name, signature],
+    ).fetchone()
+    if stored is not None:
+        return dataclasses.replace(LoadResult(**json.loads(stored[0])), reused=True)
+    result = load_table(con, spec, landing_dir, default_region)
+    con.execute(
+        f"INSERT OR REPLACE INTO {table(RAW_SCHEMA, 'loads')} VALUES (?, ?, ?, now()::TIMESTAMP)",
+        [spec.name, signature, json.dumps(dataclasses.asdict(result))],
+    )
     return result
 
 

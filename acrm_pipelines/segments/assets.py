@@ -25,7 +25,7 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
 from acrm_pipelines.segments.history import ensure_tables, evaluated_dates, fixed_membership, record
@@ -159,6 +159,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
         check_specs=check_specs,
         can_subset=True,
         partitions_def=partitions_def,
+        backfill_policy=ONE_PARTITION_PER_RUN,
         pool=DUCKDB_POOL,
         description="Evaluates the selected segments of a partition together (docs/segments.md).",
     )

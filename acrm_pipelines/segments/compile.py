@@ -237,18 +237,8 @@ class Compiler:
         return _COMPARE[op](this=column, expression=lits[0])
 
     def _month_day(self, column: exp.Expression, cond: FieldCondition) -> exp.Expression:
-        md: exp.Expression = exp.Mul(this=exp.Month(this=column), expression=exp.Literal.number(100)) + exp.Day(
-            this=column
-        )
-        md = exp.paren(md)
-        if not _leap(self.as_of.year):  # 29 Feb is celebrated on 1 Mar in other years
-            md = exp.Case(ifs=[exp.If(this=md.copy().eq(229), true=exp.Literal.number(301))], default=md)
-        values = cond.value if isinstance(cond.value, list) else [cond.value]
-        keys = []
-        for v in values:
-            m, d = month_day(v, self.as_of)
-            key = m * 100 + d
-            keys.append(exp.Literal.number(301 if key == 229 and not _leap(self.as_of.year) else key))
+        md = month_day_expression(column, self.as_of)
+        keys = [exp.Literal.number(k) for k in month_day_keys(cond, self.as_of)]
         if cond.op == "=":
             return md.eq(keys[0])
         low, high = int(keys[0].this), int(keys[1].this)
@@ -257,8 +247,28 @@ class Compiler:
         return exp.or_(md >= keys[0], md <= keys[1])  # wraps over the new year
 
 
-def _leap(year: int) -> bool:
+def month_day_expression(column: exp.Expression, as_of: date) -> exp.Expression:
+    """month × 100 + day of a date; 29 Feb is celebrated on 1 Mar outside leap years."""
+    md: exp.Expression = exp.paren(
+        exp.Mul(this=exp.Month(this=column), expression=exp.Literal.number(100)) + exp.Day(this=column)
+    )
+    if not leap(as_of.year):
+        md = exp.Case(ifs=[exp.If(this=md.copy().eq(229), true=exp.Literal.number(301))], default=md)
+    return md
+
+
+def leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def month_day_keys(cond: FieldCondition, as_of: date) -> list[int]:
+    """`ignore_year` values as month × 100 + day; 29 Feb counts as 1 Mar outside leap years."""
+    values = cond.value if isinstance(cond.value, list) else [cond.value]
+    keys = []
+    for v in values:
+        m, d = month_day(v, as_of)
+        keys.append(301 if m * 100 + d == 229 and not leap(as_of.year) else m * 100 + d)
+    return keys
 
 
 # --- the wide row and whole-segment SQL --------------------------------------------------------------------

@@ -1,18 +1,18 @@
 """Evaluate many segments for one as-of date together, as bitsets over one row per customer.
 
-1. One *wide* temp table: the features the rules read plus every behaviour aggregate, one GROUP BY
-   per fact mart for all segments (not one scan per segment).
-2. Rule predicates are evaluated by DuckDB in batches of columns (one pass per batch) and packed
-   into bitsets over the wide table's rows (customer_id order).
-3. Set operations, priorities and splits are bit operations in numpy.
+1. `_acrm_rows` (columns.py): one row per customer in the history's index order, with the features
+   the rules read; behaviour aggregates are computed once per fact mart for all segments.
+2. Every distinct leaf condition is evaluated once (atoms.py) into a bitset; groups, set operations,
+   priorities and splits are bit operations in numpy.
 
-Measured before choosing (1M customers, 1,000 simple predicates, 2 cores): batches of 100 boolean
-columns ~1.7 s; the same predicates packed 64 to a word in SQL ~3.3 s; one query per segment ~11 s;
-one scan with 1,000 FILTER aggregates > 50 s (docs/benchmarks.md).
+Measured before choosing (docs/benchmarks.md): at 1M customers and 1,000 segments, one query per
+segment took ~141 s and one scan with 1,000 FILTER aggregates > 50 s; predicates evaluated by DuckDB
+in batches of 100 boolean columns took 6 s at 1M and 31 s at 10M, numpy comparisons a few seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,35 +20,40 @@ from datetime import date
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from sqlglot import exp
 
+from acrm_pipelines.segments.atoms import Atoms
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
-from acrm_pipelines.segments.compile import WIDE, Compiler, bucket, col, wide_select
+from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
+from acrm_pipelines.segments.compile import WIDE, Compiler, bucket, col
 from acrm_pipelines.segments.validate import SegmentSet
-
-WIDE_TABLE = "_acrm_segment_wide"
-BATCH = 100
 
 
 @dataclass
 class Evaluation:
-    """Membership of every evaluated segment as packed bits over the rows of `customer_ids`.
+    """Membership of every evaluated segment as packed bits over the rows of `ids`.
 
     Rows are in the order of the history's stable customer index (`row_index`, -1 for customers the
     index does not know yet, which come last by customer_id), so that day-to-day diffs line up.
     """
 
     as_of: date
-    customer_ids: np.ndarray
+    ids: pa.Array
     row_index: np.ndarray
     bits: dict[str, np.ndarray] = field(default_factory=dict)
     arm_names: dict[str, list[str]] = field(default_factory=dict)
     arm_codes: dict[str, np.ndarray] = field(default_factory=dict)  # int16 per row, -1 = not a member
     timings: dict[str, float] = field(default_factory=dict)
 
+    @functools.cached_property
+    def customer_ids(self) -> np.ndarray:
+        """The ids as Python strings, made only when asked (10M of them take seconds and gigabytes)."""
+        return np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=object)
+
     @property
     def n(self) -> int:
-        return len(self.customer_ids)
+        return len(self.row_index)
 
     def mask(self, key: str) -> np.ndarray:
         return np.unpackbits(self.bits[key], count=self.n).view(bool)
@@ -104,7 +109,6 @@ def evaluate(
     as_of: date,
     keys: Sequence[str] | None = None,
     fixed: dict[str, Fixed] | None = None,
-    batch: int = BATCH,
 ) -> Evaluation:
     """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date."""
     fixed = fixed or {}
@@ -112,36 +116,25 @@ def evaluate(
     order = segments.closure(list(keys) if keys is not None else segments.order)
     catalogue = connection_catalogue(con)
     comp = Compiler(catalogue, as_of)
-    predicates: dict[str, exp.Expression] = {}
+    atoms = Atoms(con, catalogue, comp)
+    plans = {}
     for key in order:
         seg = segments[key]
         if key not in fixed and seg.rules is not None:
-            predicates[key] = comp.rules(seg.rules)
+            plans[key] = atoms.plan(seg.rules)
         if key not in fixed and seg.split is not None and seg.split.by_field:
             comp.features.add(seg.split.by_field)
     missing = frozenset(comp.features - set(catalogue.columns))
     unknown = sorted(m for m in missing if not m.startswith("custom_"))
     if unknown:
         raise RuntimeError(f"marts.customer_features has no column {', '.join(unknown)}")
-    wide = wide_select(comp.features, comp.aggregates, as_of, missing)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {WIDE_TABLE} AS {_in_index_order(con, wide)}")
-    arrays = con.execute(f"SELECT customer_id, _acrm_idx FROM {WIDE_TABLE}").fetchnumpy()
-    ids = np.asarray(arrays["customer_id"], dtype=object)
-    row_index = np.ma.filled(np.ma.asarray(arrays["_acrm_idx"]).astype(np.int64), -1)
-    result = Evaluation(as_of, ids, np.asarray(row_index, dtype=np.int64))
-    result.timings["wide_s"] = time.perf_counter() - started
+    rows = build_rows(con, comp.features, missing)
+    result = Evaluation(as_of, rows.ids, rows.row_index)
+    result.timings["rows_s"] = time.perf_counter() - started
 
-    t = time.perf_counter()
-    rule_bits: dict[str, np.ndarray] = {}
-    items = list(predicates.items())
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        select = exp.select(*[p.as_(f"p{i}") for i, (_, p) in enumerate(chunk)]).from_(
-            exp.to_table(WIDE_TABLE).as_(WIDE)
-        )
-        arrays = con.execute(select.sql("duckdb")).fetchnumpy()
-        for i, (key, _) in enumerate(chunk):
-            rule_bits[key] = _pack(np.asarray(arrays[f"p{i}"]))
+    t = time.perf_counter()  # aggregates are computed while the comparisons run beside them
+    atoms.evaluate(result.n, aggregate_columns(con, comp.aggregates, as_of, result.n))
+    rule_bits = {key: atoms.reduce(plan) for key, plan in plans.items()}
     result.timings["rules_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -151,23 +144,9 @@ def evaluate(
         else:
             _compose(con, result, segments, key, rule_bits)
     result.timings["compose_s"] = time.perf_counter() - t
-    con.execute(f"DROP TABLE IF EXISTS {WIDE_TABLE}")
+    drop_rows(con)
     result.timings["total_s"] = time.perf_counter() - started
     return result
-
-
-def _in_index_order(con: duckdb.DuckDBPyConnection, wide: exp.Select) -> str:
-    """The wide rows ordered by the history's stable customer index when there is one (see history.py)."""
-    has_index = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'segments' AND table_name = 'customer_index'"
-    ).fetchone()[0]
-    if not has_index:
-        return f"SELECT *, NULL::BIGINT AS _acrm_idx FROM ({wide.sql('duckdb')}) ORDER BY customer_id"
-    return (
-        f"SELECT w.*, i.idx AS _acrm_idx FROM ({wide.sql('duckdb')}) w "
-        "LEFT JOIN segments.customer_index i USING (customer_id) ORDER BY i.idx NULLS LAST, w.customer_id"
-    )
 
 
 def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
@@ -240,5 +219,4 @@ def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits:
 
 
 def _column(con: duckdb.DuckDBPyConnection, expression: exp.Expression) -> np.ndarray:
-    select = exp.select(expression.as_("v")).from_(exp.to_table(WIDE_TABLE).as_(WIDE))
-    return np.asarray(con.execute(select.sql("duckdb")).fetchnumpy()["v"])
+    return rows_column(con, expression, WIDE).to_numpy()

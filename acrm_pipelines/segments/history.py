@@ -150,7 +150,7 @@ def _index_space(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> _Spa
     if len(new_rows):
         row_index[new_rows] = first + np.arange(len(new_rows))
         fresh = pa.table(  # noqa: F841 - read by DuckDB through the variable name
-            {"customer_id": pa.array(evaluation.customer_ids[new_rows], pa.string()), "idx": row_index[new_rows]}
+            {"customer_id": evaluation.ids.take(pa.array(new_rows)), "idx": row_index[new_rows]}
         )
         con.execute(f"INSERT INTO {SCHEMA}.customer_index SELECT customer_id, idx FROM fresh")
     size = int(first + len(new_rows))
@@ -235,8 +235,9 @@ class _Appender:
 
     CHUNK = 5_000_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, d: date):
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, ids: pa.Array | None = None):
         self.con, self.d = con, d
+        self.ids = ids  # customer_id by index when the evaluation covers the whole index: no join needed
         self.parts: list[tuple[str, np.ndarray, np.ndarray | None, str]] = []
         self.rows = 0
 
@@ -252,29 +253,38 @@ class _Appender:
             return
         which = pa.array(np.repeat(np.arange(len(self.parts)), [len(p[1]) for p in self.parts]), pa.int32())
         arms = [p[2] if p[2] is not None else np.full(len(p[1]), None, dtype=object) for p in self.parts]
+        idx = np.concatenate([p[1] for p in self.parts])
         changes = pa.table(  # noqa: F841 - read by DuckDB through the variable name
             {
                 "segment_key": pa.DictionaryArray.from_arrays(which, pa.array([p[0] for p in self.parts])),
-                "idx": pa.array(np.concatenate([p[1] for p in self.parts]), pa.int64()),
+                "idx": pa.array(idx, pa.int64()),
                 "kind": pa.DictionaryArray.from_arrays(which, pa.array([p[3] for p in self.parts])),
                 "arm": pa.array(np.concatenate(arms), pa.string()),
             }
         )
-        # Ordered by segment, so that a scan for one segment skips the other segments' row groups.
-        self.con.execute(
-            f"""INSERT INTO {SCHEMA}.changes
-            SELECT x.segment_key::VARCHAR, i.customer_id, ?, x.kind::VARCHAR, x.arm
-            FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)
-            ORDER BY 1, 2""",
-            [self.d],
-        )
+        # Appended in segment order, so that a scan for one segment skips the other segments' row groups.
+        if self.ids is not None:  # the parts are in segment order already; ids by index need no join
+            changes = changes.append_column("customer_id", self.ids.take(pa.array(idx)))
+            self.con.execute(
+                f"""INSERT INTO {SCHEMA}.changes
+                SELECT segment_key::VARCHAR, customer_id, ?, kind::VARCHAR, arm FROM changes""",
+                [self.d],
+            )
+        else:
+            self.con.execute(
+                f"""INSERT INTO {SCHEMA}.changes
+                SELECT x.segment_key::VARCHAR, i.customer_id, ?, x.kind::VARCHAR, x.arm
+                FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)
+                ORDER BY 1, 2""",
+                [self.d],
+            )
         self.parts, self.rows = [], 0
 
 
 def _record_forward(
     con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space
 ) -> dict[str, tuple[int, int]]:
-    appender = _Appender(con, evaluation.as_of)
+    appender = _Appender(con, evaluation.as_of, evaluation.ids if space.identity else None)
     counts: dict[str, tuple[int, int]] = {}
     nbytes = (space.size + 7) // 8
     states = _load_states(con, keys)
@@ -332,9 +342,11 @@ DIFF = """
 def _members_on(con: duckdb.DuckDBPyConnection, name: str, days: dict[str, date | None]) -> None:
     """A temp table `name` of the members of each segment on its day (empty when the day is None)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _acrm_days (segment_key VARCHAR, day DATE)")
-    rows = [(k, day) for k, day in days.items() if day is not None]
-    if rows:
-        con.executemany("INSERT INTO _acrm_days VALUES (?, ?)", rows)
+    known = {k: day for k, day in days.items() if day is not None}
+    rows = pa.table(  # noqa: F841 - read by DuckDB through the variable name
+        {"segment_key": pa.array(list(known), pa.string()), "day": pa.array(list(known.values()), pa.date32())}
+    )
+    con.execute("INSERT INTO _acrm_days SELECT segment_key, day FROM rows")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {MEMBERS_ON_DAYS}")
 
 

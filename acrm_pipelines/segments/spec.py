@@ -328,6 +328,18 @@ class Segment(Strict):
     priority: list[str] | None = Field(default=None, min_length=2)
     split: Split | None = None
     size_alert: SizeAlert | None = None
+    # Re-evaluate (with its exports) every N hours during the day, for today's partition: `refresh: 4h`.
+    refresh: Annotated[str, Field(pattern=r"^([1-9]|1[0-9]|2[0-3])h$")] | None = None
+
+    @property
+    def refresh_hours(self) -> int | None:
+        return int(self.refresh[:-1]) if self.refresh else None
+
+    @model_validator(mode="after")
+    def _refresh_only_dynamic(self) -> Segment:
+        if self.refresh is not None and (self.type != "dynamic" or not self.active):
+            raise ValueError("refresh is for active dynamic segments: a static or inactive one never changes")
+        return self
 
     @model_validator(mode="after")
     def _a_base(self) -> Segment:
