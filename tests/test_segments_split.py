@@ -72,3 +72,17 @@ def test_shares_within_tolerance_and_stable(tmp_path: Path) -> None:
     other = first.arms("abc_other_salt")
     same = sum(arms[c] == other[c] for c in arms) / N
     assert 0.36 < same < 0.40
+
+
+def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(tmp_path: Path) -> None:
+    """A static or inactive segment is placed from its stored members and arms, not re-evaluated."""
+    from acrm_pipelines.segments.evaluate import Fixed
+
+    con = make_marts(tmp_path / "db.duckdb", "SELECT * FROM (VALUES ('a'), ('b'), ('c'), ('d')) t(customer_id)")
+    segments = segment_set(tmp_path, SEGMENTS)
+    # 'x' is no longer in the features; 'd' was not a member when it froze.
+    stored = Fixed(["c", "x", "a", "b"], ["a", "c", None, "b"])
+    result = evaluate(con, segments, date(2024, 1, 1), keys=["abc"], fixed={"abc": stored})
+    assert result.members("abc") == ["a", "b", "c"]
+    assert result.arms("abc") == {"c": "a", "b": "b"}  # a froze without an arm
+    assert result.arm_sizes("abc") == {"a": 1, "b": 1, "c": 0}

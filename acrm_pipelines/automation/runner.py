@@ -68,7 +68,7 @@ def check_partition(defs: Definitions, as_of: str, settings: Settings) -> None:
         last = keys[-1] if keys else "none yet"
         raise RunFailed(
             f"--as-of {day}: not a daily partition; partitions run from ACRM_START_DATE "
-            f"({settings.start_date}) to the last complete day ({last})"
+            f"({settings.start_date}) to today ({last})"
         )
 
 

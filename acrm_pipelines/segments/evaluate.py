@@ -21,6 +21,7 @@ from datetime import date
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from acrm_pipelines.segments.atoms import Atoms
@@ -150,18 +151,19 @@ def evaluate(
 
 
 def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
-    position = {cid: i for i, cid in enumerate(result.customer_ids.tolist())} if len(fixed.customer_ids) else {}
-    rows = np.array([position[c] for c in fixed.customer_ids if c in position], dtype=np.int64)
+    # Each stored member's row (null for customers no longer in the features), found by Arrow's hash lookup.
+    found = pc.index_in(pa.array(fixed.customer_ids, pa.string()), value_set=result.ids)
+    present = np.asarray(found.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.asarray(found.drop_null().to_numpy(), dtype=np.int64)
     mask = np.zeros(result.n, dtype=bool)
     mask[rows] = True
     result.bits[key] = _pack(mask)
     if fixed.arms is not None:
         names = sorted({a for a in fixed.arms if a is not None})
-        codes = np.full(result.n, -1, dtype=np.int16)
         lookup = {name: i for i, name in enumerate(names)}
-        for cid, arm in zip(fixed.customer_ids, fixed.arms, strict=True):
-            if cid in position and arm is not None:
-                codes[position[cid]] = lookup[arm]
+        arms = np.array([lookup.get(a, -1) if a is not None else -1 for a in fixed.arms], dtype=np.int16)
+        codes = np.full(result.n, -1, dtype=np.int16)
+        codes[rows] = arms[present]
         result.arm_names[key], result.arm_codes[key] = names, codes
 
 
