@@ -102,7 +102,7 @@ def _read_only(settings: Settings):
 
     if not settings.duckdb_path.exists():
         raise FileNotFoundError(f"{settings.duckdb_path}: no DuckDB file yet; run `acrm run --as-of DATE` first")
-    return duckdb.connect(str(settings.duckdb_path), read_only=True)
+    return duckdb.connect(str(settings.duckdb_path), read_only=True, config=settings.duckdb_config())
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:

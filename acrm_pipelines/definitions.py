@@ -35,7 +35,7 @@ def build_definitions(settings: Settings) -> Definitions:
         schedules=[build_nightly_schedule(settings), *refresh_schedules],
         sensors=[build_landing_sensor(settings)],
         resources={
-            "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
+            "duckdb": DuckDBResource(database=str(settings.duckdb_path), connection_config=settings.duckdb_config()),
             "dbt": dbt_resource(settings),
         },
     )

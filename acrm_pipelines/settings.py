@@ -35,6 +35,9 @@ class Settings:
     start_date: date
     default_region: str
     freshness_days: int = 3  # raw activity older than this before the as-of day warns
+    # DuckDB's buffer pool (its default, 80 % of RAM, leaves no room for the segment engine's arrays;
+    # a 10M-customer partition was killed by the kernel with it). Larger work spills to disk.
+    duckdb_memory_limit: str = "8GB"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,7 +55,11 @@ class Settings:
             start_date=start_date,
             default_region=(os.environ.get("ACRM_DEFAULT_REGION") or "RU").upper(),
             freshness_days=_int("ACRM_FRESHNESS_DAYS", 3),
+            duckdb_memory_limit=os.environ.get("ACRM_DUCKDB_MEMORY_LIMIT") or "8GB",
         )
+
+    def duckdb_config(self) -> dict[str, str]:
+        return {"memory_limit": self.duckdb_memory_limit}
 
 
 def quiet_telemetry() -> None:

@@ -38,7 +38,7 @@ from acrm_pipelines.segments.catalogue import load_catalogue  # noqa: E402
 from acrm_pipelines.segments.evaluate import evaluate  # noqa: E402
 from acrm_pipelines.segments.history import record  # noqa: E402
 from acrm_pipelines.segments.validate import load_segments  # noqa: E402
-from acrm_pipelines.settings import DBT_PROJECT_DIR  # noqa: E402
+from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings  # noqa: E402
 from bench.segments import generate_segments  # noqa: E402
 
 AS_OF = date(2026, 11, 20)  # the nightly partition the final line reports
@@ -129,7 +129,7 @@ def main() -> None:
         export_folder.mkdir()
 
         def evaluate_and_record(day: date) -> str:
-            with duckdb.connect(str(db)) as con:
+            with duckdb.connect(str(db), config=Settings.from_env().duckdb_config()) as con:
                 result = evaluate(con, segments, day)
                 recorded = record(con, result, segments.order, {k: segments[k].version() for k in segments.order})
             changes = sum(r.entered + r.exited for r in recorded.values())
@@ -138,7 +138,7 @@ def main() -> None:
 
         def run_exports(day: date) -> str:
             sent = 0
-            with duckdb.connect(str(db)) as con:
+            with duckdb.connect(str(db), config=Settings.from_env().duckdb_config()) as con:
                 for key in exports.keys:
                     sent += run_export(con, exports[key], day, outbox, "bench").counts.get("sent", 0)
             return f"{len(exports)} CSV exports, {sent:,} rows sent"

@@ -30,6 +30,7 @@ from acrm_pipelines.segments.compile import explain_sql  # noqa: E402
 from acrm_pipelines.segments.evaluate import evaluate  # noqa: E402
 from acrm_pipelines.segments.history import record  # noqa: E402
 from acrm_pipelines.segments.validate import load_segments  # noqa: E402
+from acrm_pipelines.settings import Settings  # noqa: E402
 
 DAY1, DAY2 = date(2026, 11, 19), date(2026, 11, 20)
 CITIES = ["Moscow", "Saint Petersburg", "Kazan", "Omsk", "Samara", "Almaty"]
@@ -181,7 +182,7 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
-        con = duckdb.connect(str(db))
+        con = duckdb.connect(str(db), config=Settings.from_env().duckdb_config())
         t = time.perf_counter()
         build_marts(con, args.customers, DAY1)
         rows.append(("build synthetic marts", time.perf_counter() - t, ""))

@@ -81,6 +81,8 @@ def errors_of(tmp_path: Path, files: dict[str, str]) -> list[str]:
             "a.yaml:2: split: a random split needs a salt",
         ),
         ("key: a\nrules: {field: city, op: is_null}\nrefresh: 24h\n", "a.yaml:3: refresh: String should match"),
+        ("key: a\nrules: {field: total_amount, op: '>', value: .inf}\n", "a.yaml:2: rules: a value must be a finite"),
+        ("key: a\nrules: {event: site_visit, within: 6d, count: {'>=': .nan}}\n", "a.yaml:2: rules.count"),
         (
             "key: a\ntype: static\nrules: {field: city, op: is_null}\nrefresh: 4h\n",
             "a.yaml:1: refresh is for active dynamic segments",

@@ -29,6 +29,7 @@ from acrm_pipelines.ingest.contract import (
 )
 from acrm_pipelines.ingest.phones import normalise_phone
 from acrm_pipelines.ingest.sql import ident, lit, table
+from acrm_pipelines.settings import Settings
 
 RAW_SCHEMA = "raw"
 SUFFIXES = (".csv", ".parquet")
@@ -404,5 +405,5 @@ def load_all(db_path: Path, landing_dir: Path, default_region: str = "RU") -> li
     from acrm_pipelines.ingest.contract import TABLES
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(db_path)) as con:
+    with duckdb.connect(str(db_path), config=Settings.from_env().duckdb_config()) as con:
         return [load_table(con, spec, landing_dir, default_region) for spec in TABLES]

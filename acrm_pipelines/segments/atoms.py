@@ -52,6 +52,7 @@ COMPARE = {
 }
 NUMERIC_OPS = (*COMPARE, "between", "in", "not_in")
 SQL_BATCH = 100
+DISTINCT_VIEW = "_acrm_distinct_values"
 EPOCH = date(1970, 1, 1)
 
 # A plan is a leaf's key, or (op, [plans]) with op "and" / "or" / "not".
@@ -147,7 +148,9 @@ class Atoms:
                     self._columns[(cond.field, "md")] = numeric_column(self.con, md)
                 return partial(_month_day, self._columns[(cond.field, "md")], cond, self.comp.as_of)
             values = _numeric_values(cond, kind, self.comp.as_of)
-            return None if values is None else partial(_compare, column, cond.op, values)
+            if values is None or column.nan:  # DuckDB orders NaN above every number; numpy doesn't
+                return None
+            return partial(_compare, column, cond.op, values)
         if kind == "text":
             codes = self._column(cond.field, False)
             if cond.op in ("is_null", "is_not_null"):
@@ -168,9 +171,12 @@ class Atoms:
 
     def _by_value(self, key: str, name: str, codes: Codes) -> Callable[[], np.ndarray]:
         """Run the leaf's SQL over the distinct values here; the task takes the rows whose value matched."""
-        values = pa.table({name: codes.values})  # noqa: F841 - read by DuckDB through the variable name
-        select = exp.select(self.sql[key].as_("p")).from_(exp.to_table("values").as_(WIDE))
-        matched = np.flatnonzero(_bools(self.con.sql(select.sql("duckdb")).to_arrow_table()["p"]))
+        self.con.register(DISTINCT_VIEW, pa.table({name: codes.values}))
+        try:
+            select = exp.select(self.sql[key].as_("p")).from_(exp.to_table(DISTINCT_VIEW).as_(WIDE))
+            matched = np.flatnonzero(_bools(self.con.sql(select.sql("duckdb")).to_arrow_table()["p"]))
+        finally:
+            self.con.unregister(DISTINCT_VIEW)
         if len(matched) <= 8:  # a few values: a chain of comparisons on the codes
             return partial(isin, codes.codes, matched.tolist()) if len(matched) else partial(np.zeros, self.n, bool)
         lookup = np.zeros(len(codes.values) + 1, dtype=bool)  # the last entry is null (code -1)

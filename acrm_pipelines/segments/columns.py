@@ -14,6 +14,7 @@ added as scaled integers, so they are exact like SQL's.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ ROWS = "_acrm_rows"
 ROW = "_acrm_row"
 INDEX = "_acrm_idx"
 ADDITIVE = ("count", "sum_amount", "sum_quantity", "sum_points")
+MAX_CODED_VALUES = 100
 
 
 @dataclass
@@ -107,6 +109,10 @@ class Values:
     data: np.ndarray
     null: np.ndarray  # bool per row
 
+    @functools.cached_property
+    def nan(self) -> bool:
+        return bool(self.data.dtype.kind == "f" and np.isnan(self.data).any())
+
 
 @dataclass
 class Codes:
@@ -162,7 +168,10 @@ def aggregate_columns(
 
 
 def _is_additive(agg: Aggregate) -> bool:
-    return agg.metric in ADDITIVE and not (agg.metric == "count" and agg.table == "order_lines")
+    """Counts and sums, by bincount; not distinct counts, nor long filter lists (a CASE per row each)."""
+    if agg.metric not in ADDITIVE or (agg.metric == "count" and agg.table == "order_lines"):
+        return False
+    return all(len(values) <= MAX_CODED_VALUES for _, values in agg.filters)
 
 
 def _window(aggs: list[Aggregate], end) -> exp.Expression:
@@ -215,7 +224,7 @@ def _additive(
             known += [v for v in values if v not in known]
     for c, values in filter_values.items():
         ifs = [exp.If(this=col(c, "x").eq(literal(v)), true=exp.Literal.number(i + 1)) for i, v in enumerate(values)]
-        number = exp.cast(exp.Case(ifs=ifs, default=exp.Literal.number(0)), exp.DataType.Type.SMALLINT)
+        number = exp.cast(exp.Case(ifs=ifs, default=exp.Literal.number(0)), exp.DataType.Type.INT)
         projections.append(number.as_(f"f_{c}", quoted=True))
     measures = {_measure(a) for a in aggs} - {None}
     if any(a.sign != "any" for a in aggs):

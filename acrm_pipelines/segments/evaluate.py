@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from acrm_pipelines.segments.atoms import Atoms
+from acrm_pipelines.segments.atoms import Atoms, Plan
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
 from acrm_pipelines.segments.compile import WIDE, Compiler, bucket, col
@@ -118,7 +118,7 @@ def evaluate(
     catalogue = connection_catalogue(con)
     comp = Compiler(catalogue, as_of)
     atoms = Atoms(con, catalogue, comp)
-    plans = {}
+    plans: dict[str, Plan] = {}
     for key in order:
         seg = segments[key]
         if key not in fixed and seg.rules is not None:
@@ -129,6 +129,31 @@ def evaluate(
     unknown = sorted(m for m in missing if not m.startswith("custom_"))
     if unknown:
         raise RuntimeError(f"marts.customer_features has no column {', '.join(unknown)}")
+    # Columns are read back in the stored row order (a scan without ORDER BY), which needs this on.
+    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        result = _evaluate_rows(con, segments, order, comp, atoms, plans, missing, fixed, as_of)
+    finally:
+        drop_rows(con)
+        con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
+    result.timings["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _evaluate_rows(
+    con: duckdb.DuckDBPyConnection,
+    segments: SegmentSet,
+    order: list[str],
+    comp: Compiler,
+    atoms: Atoms,
+    plans: dict[str, Plan],
+    missing: frozenset[str],
+    fixed: dict[str, Fixed],
+    as_of: date,
+) -> Evaluation:
+    """The steps over `_acrm_rows`: rows, leaves and aggregates, then each segment from its parts."""
+    started = time.perf_counter()
     rows = build_rows(con, comp.features, missing)
     result = Evaluation(as_of, rows.ids, rows.row_index)
     result.timings["rows_s"] = time.perf_counter() - started
@@ -145,8 +170,6 @@ def evaluate(
         else:
             _compose(con, result, segments, key, rule_bits)
     result.timings["compose_s"] = time.perf_counter() - t
-    drop_rows(con)
-    result.timings["total_s"] = time.perf_counter() - started
     return result
 
 

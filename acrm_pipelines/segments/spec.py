@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,8 @@ class FieldCondition(Strict):
     @model_validator(mode="after")
     def _value_shape(self) -> FieldCondition:
         op, value = self.op, self.value
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise ValueError("a value must be a finite number (not .inf or .nan)")
         if op in ("is_null", "is_not_null"):
             if value is not None:
                 raise ValueError(f"op {op} takes no value")
@@ -101,7 +104,9 @@ def _parse_window(value: Any) -> Any:
 class Comparison(Strict):
     """`{">=": 1}` or a range `{">=": 1, "<": 5}`: every comparison must hold."""
 
-    checks: dict[Literal["=", "!=", "<", "<=", ">", ">="], float] = Field(min_length=1)
+    checks: dict[Literal["=", "!=", "<", "<=", ">", ">="], Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=1
+    )
 
     @model_validator(mode="before")
     @classmethod
