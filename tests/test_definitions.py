@@ -104,3 +104,26 @@ def test_refresh_job_selects_the_marked_segment_what_it_reads_and_its_exports(tm
         "segments/cart_abandoners_7d",
         "exports/cart_reminder_push",
     }
+
+
+def test_every_duckdb_connection_gets_the_memory_limit(tmp_path: Path, monkeypatch) -> None:
+    """DuckDB's default (80 % of RAM) left no room for the segment engine at 10M customers."""
+    import dataclasses
+
+    import duckdb
+    import yaml
+
+    from acrm_pipelines.definitions import build_definitions
+    from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
+
+    monkeypatch.setenv("ACRM_DUCKDB_MEMORY_LIMIT", "3GB")
+    settings = dataclasses.replace(
+        make_settings(tmp_path, tmp_path / "landing"), duckdb_memory_limit=Settings.from_env().duckdb_memory_limit
+    )
+    resource = build_definitions(settings).resources["duckdb"]
+    with resource.get_connection() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "2.7 GiB"  # 3 GB = 2.79 GiB
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["acrm"]["outputs"]["duckdb"]
+    assert "ACRM_DUCKDB_MEMORY_LIMIT" in profile["settings"]["memory_limit"]
+    with duckdb.connect(str(tmp_path / "x.duckdb"), config=settings.duckdb_config()) as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "2.7 GiB"  # 3 GB = 2.79 GiB
