@@ -175,13 +175,22 @@ def _is_additive(agg: Aggregate) -> bool:
 
 
 def _window(aggs: list[Aggregate], end) -> exp.Expression:
+    """The fact rows any of `aggs` can count: in the widest window, and among the values of a filter
+    that every one of them has (fewer rows to join: e-mail opens only, completed orders only)."""
     first = min(a.start for a in aggs)
-    return exp.or_(
-        *[
-            exp.and_(col(c, "x") >= literal(first), col(c, "x") < literal(end))
-            for c in sorted({a.time_column for a in aggs})
-        ]
-    )
+    conds = [
+        exp.or_(
+            *[
+                exp.and_(col(c, "x") >= literal(first), col(c, "x") < literal(end))
+                for c in sorted({a.time_column for a in aggs})
+            ]
+        )
+    ]
+    shared = set.intersection(*[{c for c, _ in a.filters} for a in aggs])
+    for column in sorted(shared):
+        values = list(dict.fromkeys(v for a in aggs for c, vs in a.filters if c == column for v in vs))
+        conds.append(col(column, "x").isin(*[literal(v) for v in values]))
+    return exp.and_(*conds)
 
 
 def _joined(name: str, projections: list[exp.Expression], where: exp.Expression) -> exp.Select:

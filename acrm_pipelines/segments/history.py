@@ -6,8 +6,8 @@ an exit; so a day between two evaluations reads the earlier one. The view `segme
 the same history as validity intervals (`valid_from` ≤ d < `valid_to`, open when `valid_to` is null).
 `segments.evaluations` has one row per segment and evaluated date: size, entered, exited, arms.
 
-Recording the day after the latest one (the nightly case) diffs bitsets against `segments.state`,
-the last membership kept as bits over a stable customer index, and only appends the changes.
+Recording the day after the latest one (the nightly case) diffs bitsets against the last membership
+kept as bits over a stable customer index (state.py), and only appends the changes.
 Recording any other date (a backfill, a re-run) rewrites the changes on that date and on the next
 evaluated date, so every later date keeps the membership it had.
 """
@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from acrm_pipelines.segments import state
 from acrm_pipelines.segments.evaluate import Evaluation, Fixed
 
 SCHEMA = "segments"
@@ -38,9 +39,6 @@ DDL = [
         PRIMARY KEY (segment_key, as_of))""",
     # A stable number per customer, so that day-to-day membership bitsets line up.
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.customer_index (customer_id VARCHAR PRIMARY KEY, idx BIGINT NOT NULL)",
-    # The latest recorded membership of each segment as bits over customer_index (and arm codes).
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
-        segment_key VARCHAR PRIMARY KEY, as_of DATE NOT NULL, bits BLOB NOT NULL, arm_names JSON, arm_codes BLOB)""",
     f"""CREATE OR REPLACE VIEW {SCHEMA}.membership AS
         SELECT segment_key, customer_id, arm, valid_from, valid_to FROM (
             SELECT segment_key, customer_id, arm, kind, as_of AS valid_from,
@@ -70,6 +68,7 @@ class Recorded:
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)
+    state.ensure(con)
 
 
 def record(
@@ -83,10 +82,13 @@ def record(
     d = evaluation.as_of
     space = _index_space(con, evaluation)
     bounds = _bounds(con, keys, d)
-    states = dict(con.execute(f"SELECT segment_key, as_of FROM {SCHEMA}.state").fetchall())
-    fast = [k for k in keys if bounds[k][1] is None and not bounds[k][2] and states.get(k) == bounds[k][0]]
+    stored = state.dates(con)
+    latest = [k for k in keys if bounds[k][1] is None and not bounds[k][2] and stored.get(k) == bounds[k][0]]
+    states = state.load(con, [k for k in latest if bounds[k][0] is not None])
+    # The day after the state (or a first day): a diff of bits. A missing or damaged state: the general path.
+    fast = [k for k in latest if k in states or bounds[k][0] is None]
     general = [k for k in keys if k not in set(fast)]
-    counts = _record_forward(con, evaluation, fast, space) if fast else {}
+    counts = _record_forward(con, evaluation, fast, space, states) if fast else {}
     if general:
         counts |= _record_general(con, evaluation, general, bounds)
     _save_states(con, evaluation, [k for k in keys if bounds[k][1] is None], space)
@@ -171,45 +173,15 @@ def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dic
     return out
 
 
-def _load_states(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, tuple]:
-    """key -> (bits, arm names, arm codes) of the stored states, in one query."""
-    rows = con.execute(
-        f"SELECT segment_key, bits, arm_names, arm_codes FROM {SCHEMA}.state WHERE {IN_KEYS}",
-        [list(keys)],
-    ).fetchall()
-    return {
-        key: (
-            np.frombuffer(bits, dtype=np.uint8),
-            json.loads(names) if names else [],
-            np.frombuffer(codes, dtype=np.int16) if codes is not None else None,
-        )
-        for key, bits, names, codes in rows
-    }
-
-
 def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space) -> None:
     """Keep the latest membership of each key as bits over the customer index, for the next day's diff."""
-    if not keys:
-        return
-    con.execute(f"DELETE FROM {SCHEMA}.state WHERE {IN_KEYS}", [list(keys)])
-    bits, names, codes = [], [], []
-    for key in keys:
-        bits.append(space.to_index(evaluation.bits[key], evaluation.n).tobytes())
-        arm_names = evaluation.arm_names.get(key)
-        names.append(json.dumps(arm_names) if arm_names else None)
-        arm_codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
-        codes.append(arm_codes.astype(np.int16).tobytes() if arm_codes is not None else None)
-    states = pa.table(  # noqa: F841 - read by DuckDB through the variable name
-        {
-            "segment_key": list(keys),
-            "bits": pa.array(bits, pa.binary()),
-            "arm_names": names,
-            "arm_codes": pa.array(codes, pa.binary()),
-        }
-    )
-    con.execute(
-        f"INSERT INTO {SCHEMA}.state SELECT segment_key, ?, bits, arm_names, arm_codes FROM states", [evaluation.as_of]
-    )
+    bits = {key: space.to_index(evaluation.bits[key], evaluation.n) for key in keys}
+    arms = {
+        key: (evaluation.arm_names[key], space.codes_to_index(evaluation.arm_codes[key]).astype(np.int16))
+        for key in keys
+        if key in evaluation.arm_codes
+    }
+    state.save(con, evaluation.as_of, bits, arms)
 
 
 # --- the nightly path: bitset diffs, appended changes ----------------------------------------------------
@@ -282,19 +254,19 @@ class _Appender:
 
 
 def _record_forward(
-    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space
+    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space, states: dict
 ) -> dict[str, tuple[int, int]]:
     appender = _Appender(con, evaluation.as_of, evaluation.ids if space.identity else None)
     counts: dict[str, tuple[int, int]] = {}
     nbytes = (space.size + 7) // 8
-    states = _load_states(con, keys)
     empty = (np.zeros(0, dtype=np.uint8), [], None)
     for key in keys:
         cur = _pad(space.to_index(evaluation.bits[key], evaluation.n), nbytes)
         prev_bits, prev_names, prev_codes = states.get(key, empty)
         prev = _pad(prev_bits, nbytes)
-        entered = _set_bits(cur & ~prev)
-        exited = _set_bits(prev & ~cur)
+        changed = _set_bits(cur ^ prev)  # one pass; then the side of each change from today's bit
+        now_in = ((cur[changed >> 3] >> (7 - (changed & 7))) & 1).astype(bool)
+        entered, exited = changed[now_in], changed[~now_in]
         counts[key] = (len(entered), len(exited))
         names = np.array(evaluation.arm_names.get(key, []), dtype=object)
         codes = space.codes_to_index(evaluation.arm_codes[key]) if key in evaluation.arm_codes else None
