@@ -200,7 +200,8 @@ def _is_null(null: np.ndarray, negate: bool) -> np.ndarray:
 
 
 def _bools(arr: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(arr.combine_chunks().fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    arr = arr.combine_chunks()
+    return np.asarray((arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _numeric_values(cond: FieldCondition, kind: str, as_of: date) -> list | None:

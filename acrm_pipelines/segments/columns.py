@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -129,18 +131,19 @@ def numeric_column(con: duckdb.DuckDBPyConnection, expression: exp.Expression) -
         # DuckDB's cast gives the nearest double; Arrow's decimal cast can be one step off (25583.44).
         expression = exp.cast(expression, exp.DataType.Type.DOUBLE)
     arr = rows_column(con, expression, WIDE).combine_chunks()
-    null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_boolean(arr.type):
-        data = np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    else:
-        data = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
+    null = np.zeros(len(arr), dtype=bool)
+    if arr.null_count:
+        null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        arr = arr.fill_null(False if pa.types.is_boolean(arr.type) else 0)
+    data = np.asarray(arr.to_numpy(zero_copy_only=False))
     return Values(data, null)
 
 
 def text_column(con: duckdb.DuckDBPyConnection, name: str) -> Codes:
     arr = rows_column(con, col(name), WIDE).combine_chunks()
     encoded = pc.dictionary_encode(arr)
-    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
+    indices = encoded.indices.fill_null(-1) if encoded.indices.null_count else encoded.indices
+    codes = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int32)
     return Codes(codes, encoded.dictionary)
 
 
@@ -158,13 +161,26 @@ def aggregate_columns(
     by_table: dict[str, list[Aggregate]] = {}
     for agg in aggregates.values():
         by_table.setdefault(agg.table, []).append(agg)
+    steps: list[tuple[str, Callable[[pa.Table], Iterator[tuple[str, np.ndarray]]]]] = []
     for name, aggs in sorted(by_table.items()):
         additive = [a for a in aggs if _is_additive(a)]
         if additive:
-            yield from _additive(con, name, additive, end, n)
+            steps.append(_additive(con, name, additive, end, n))
         distinct = [a for a in aggs if not _is_additive(a)]
         if distinct:
-            yield from _filtered(con, name, distinct, end, n)
+            steps.append(_filtered(name, distinct, end, n))
+    # DuckDB fetches the next fact mart while numpy sums the last one (the caller leaves the connection
+    # alone meanwhile; numpy and DuckDB's own work release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as fetcher:
+        pending = fetcher.submit(_fetch, con, steps[0][0]) if steps else None
+        for i, (_, compute) in enumerate(steps):
+            fetched = pending.result()
+            pending = fetcher.submit(_fetch, con, steps[i + 1][0]) if i + 1 < len(steps) else None
+            yield from compute(fetched)
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
 
 
 def _is_additive(agg: Aggregate) -> bool:
@@ -208,8 +224,8 @@ def _joined(name: str, projections: list[exp.Expression], where: exp.Expression)
 
 def _additive(
     con: duckdb.DuckDBPyConnection, name: str, aggs: list[Aggregate], end, n: int
-) -> Iterator[tuple[str, np.ndarray]]:
-    """One fetch of the fact rows in the widest window, then a bincount per aggregate."""
+) -> tuple[str, Callable[[pa.Table], Iterator[tuple[str, np.ndarray]]]]:
+    """One fetch of the fact rows in the widest window (the SQL), then a bincount per aggregate."""
     projections: list[exp.Expression] = []
     # Per time column: 0 outside [start, end), else the number of window starts the row is on or after.
     starts: dict[str, list] = {}
@@ -242,7 +258,14 @@ def _additive(
     types = _column_types(con, name)
     for m in measures:
         projections.append(_scaled(col(m, "x"), types[m]).as_(f"m_{m}", quoted=True))
-    fetched = con.sql(_joined(name, projections, _window(aggs, end)).sql("duckdb")).to_arrow_table()
+    return _joined(name, projections, _window(aggs, end)).sql("duckdb"), partial(
+        _sums, aggs=aggs, starts=starts, filter_values=filter_values, types=types, n=n
+    )
+
+
+def _sums(
+    fetched: pa.Table, aggs: list[Aggregate], starts: dict, filter_values: dict, types: dict, n: int
+) -> Iterator[tuple[str, np.ndarray]]:
     rows = {c: _filled(fetched[c]) for c in fetched.column_names}
     del fetched
     for c, values in starts.items():
@@ -308,12 +331,17 @@ def _filled(values: pa.ChunkedArray) -> np.ndarray:
     return np.asarray((arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False))
 
 
-def _filtered(con: duckdb.DuckDBPyConnection, name: str, aggs: list[Aggregate], end, n: int) -> dict[str, np.ndarray]:
-    """Distinct counts: one GROUP BY with a FILTER per aggregate, placed by row."""
+def _filtered(
+    name: str, aggs: list[Aggregate], end, n: int
+) -> tuple[str, Callable[[pa.Table], Iterator[tuple[str, np.ndarray]]]]:
+    """Distinct counts: one GROUP BY with a FILTER per aggregate (the SQL), placed by row."""
     # Aggregate.expression reads unqualified columns: the rows side brings only customer_id and the row.
     projections = [a.expression(end).as_(a.name, quoted=True) for a in aggs]
     select = _joined(name, projections, _window(aggs, end)).group_by(col(ROW, "r"))
-    fetched = con.sql(select.sql("duckdb")).to_arrow_table()
+    return select.sql("duckdb"), partial(_placed, aggs=aggs, n=n)
+
+
+def _placed(fetched: pa.Table, aggs: list[Aggregate], n: int) -> Iterator[tuple[str, np.ndarray]]:
     row = _filled(fetched[ROW])
     for a in aggs:
         values = np.zeros(n, dtype=np.float64)
