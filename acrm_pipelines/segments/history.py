@@ -87,7 +87,8 @@ def record(
     states = state.load(con, [k for k in latest if bounds[k][0] is not None])
     # The day after the state (or a first day): a diff of bits. A missing or damaged state: the general path.
     fast = [k for k in latest if k in states or bounds[k][0] is None]
-    general = [k for k in keys if k not in set(fast)]
+    fast_keys = set(fast)
+    general = [k for k in keys if k not in fast_keys]
     counts = _record_forward(con, evaluation, fast, space, states) if fast else {}
     if general:
         counts |= _record_general(con, evaluation, general, bounds)
