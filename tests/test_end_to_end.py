@@ -104,6 +104,7 @@ def test_demo_data_with_the_example_segments_and_exports(demo_landing: Path, tmp
         "birthday_bonus",
         "winback_codes",
         "offers_parquet",
+        "cart_reminder_push",
     }
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         treatment = {
