@@ -45,10 +45,6 @@ class Rows:
     ids: pa.Array
     row_index: np.ndarray
 
-    @property
-    def n(self) -> int:
-        return len(self.row_index)
-
 
 def build_rows(con: duckdb.DuckDBPyConnection, features: set[str], missing: frozenset[str]) -> Rows:
     """Create `_acrm_rows` (row order: customer index, then new customers by id) with the features read."""
