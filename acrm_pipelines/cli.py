@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         key = sorted(summary.segments)[0]
         print(f"Segments:    .venv/bin/acrm members {key} --as-of {args.as_of}   (docs/segments.md)")
     print("Dagster UI:  make ui  →  http://127.0.0.1:3000")
-    return 0
+    return 1 if summary.segments_failed else 0
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:

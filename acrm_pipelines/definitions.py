@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.jobs import build_nightly_schedule, build_refresh, daily_job
 from acrm_pipelines.automation.partitions import daily_partitions
+from acrm_pipelines.automation.runs import acrm_dead_runs
 from acrm_pipelines.automation.sensors import build_landing_sensor
 from acrm_pipelines.exports.assets import build_exports, load_export_set
 from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
@@ -33,7 +34,7 @@ def build_definitions(settings: Settings) -> Definitions:
         asset_checks=[*raw_checks(settings, partitions), *export_checks],
         jobs=[daily_job, *refresh_jobs],
         schedules=[build_nightly_schedule(settings), *refresh_schedules],
-        sensors=[build_landing_sensor(settings)],
+        sensors=[build_landing_sensor(settings), acrm_dead_runs],
         resources={
             "duckdb": DuckDBResource(database=str(settings.duckdb_path), connection_config=settings.duckdb_config()),
             "dbt": dbt_resource(settings),

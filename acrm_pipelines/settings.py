@@ -25,6 +25,15 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name}: expected a whole number, got {value!r}") from err
 
 
+def _hosts(name: str) -> tuple[str, ...]:
+    """Comma-separated host names or IP addresses: no scheme, path or port (IPv6 has two colons or more)."""
+    hosts = tuple(h.strip() for h in (os.environ.get(name) or "").split(",") if h.strip())
+    for host in hosts:
+        if any(c in host for c in "/@ \t") or host.count(":") == 1:
+            raise ValueError(f"{name}: expected host names or IP addresses separated by commas, got {host!r}")
+    return hosts
+
+
 @dataclass(frozen=True)
 class Settings:
     landing_dir: Path
@@ -38,6 +47,8 @@ class Settings:
     # DuckDB's buffer pool (its default, 80 % of RAM, leaves no room for the segment engine's arrays;
     # a 10M-customer partition was killed by the kernel with it). Larger work spills to disk.
     duckdb_memory_limit: str = "8GB"
+    # Webhook hosts besides loopback (127.0.0.0/8, ::1, localhost), e.g. ("hooks.example.com", "10.0.0.5").
+    webhook_allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +67,7 @@ class Settings:
             default_region=(os.environ.get("ACRM_DEFAULT_REGION") or "RU").upper(),
             freshness_days=_int("ACRM_FRESHNESS_DAYS", 3),
             duckdb_memory_limit=os.environ.get("ACRM_DUCKDB_MEMORY_LIMIT") or "8GB",
+            webhook_allowed_hosts=_hosts("ACRM_WEBHOOK_ALLOWED_HOSTS"),
         )
 
     def duckdb_config(self) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Safe reading of YAML definitions (segments, exports) into pydantic models, with file:line errors.
 
 YAML is parsed with the safe loader, refusing tags, anchors/aliases (no alias bombs), duplicate
-mapping keys and files over a size cap. Each document keeps its node tree so that an error at a
-pydantic location (``rules.all.2.value``) is reported at the line of that value in the file.
+mapping keys, files over a size cap and documents nested deeper than MAX_DEPTH. Each document keeps
+its node tree so that an error at a pydantic location (``rules.all.2.value``) is reported at the line
+of that value in the file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 MAX_FILE_BYTES = 1_000_000
+# Levels of YAML nodes (mappings, lists and the scalars in them; the document is level 1). The example
+# definitions use at most 6 and a rule three groups deep about 10: an all/any group takes two levels (its
+# mapping and its list), a not one. Deeper documents are refused while the file is read, before PyYAML's
+# composer, pydantic or the rule compiler recurse into them (each hits Python's recursion limit at a few
+# hundred levels, with no file name).
+MAX_DEPTH = 32
 SUFFIXES = (".yaml", ".yml")
 M = TypeVar("M", bound=BaseModel)
 CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
@@ -83,8 +90,21 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
     return None
 
 
+class _TooDeep(yaml.YAMLError):
+    """A node at level MAX_DEPTH + 1: where it starts and the path of keys and indexes to it."""
+
+    def __init__(self, path: list[str | int], mark: yaml.Mark):
+        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+        self.path, self.mark = path, mark
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """The safe loader without anchors, aliases or tags beyond YAML's plain scalars."""
+    """The safe loader without anchors, aliases, tags beyond YAML's plain scalars, or deep nesting."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._path: list[str | int] = []  # keys and list indexes down to the node being composed
+        self._depth = 0
 
     def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
         if self.check_event(yaml.AliasEvent):
@@ -100,7 +120,19 @@ class _StrictLoader(yaml.SafeLoader):
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in CORE_TAGS:
             raise yaml.constructor.ConstructorError(None, None, f"tag {tag} is not allowed", event.start_mark)
-        return super().compose_node(parent, index)
+        # PyYAML composes a mapping's key with index None and its value with the key node as index.
+        part = index.value if isinstance(index, yaml.ScalarNode) else index if isinstance(index, int) else None
+        if part is not None:
+            self._path.append(part)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(list(self._path), event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if part is not None:
+                self._path.pop()
 
 
 def _duplicate_keys(node: yaml.Node, file: str) -> list[DefinitionError]:
@@ -144,6 +176,9 @@ def read_documents(path: Path, display: str | None = None) -> tuple[list[Documen
                 continue
             if not dupes:
                 docs.append(Document(name, len(docs), data, node))
+    except _TooDeep as err:
+        message = f"nested deeper than {MAX_DEPTH} levels of mappings and lists (the limit; see docs/segments.md)"
+        errors.append(DefinitionError(name, err.mark.line + 1, dotted(err.path), message))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark else 1

@@ -322,7 +322,7 @@ def split(draw) -> dict:
     if kind == "arms":
         return {"arms": draw(st.sampled_from([{"a": 50, "b": 30, "c": 20}, {"b": 10, "a": 90}])), "salt": salt}
     by_field = ["favourite_category", "city", "rfm_segment", "gender", "rfm_r", "custom_loyalty_tier"]
-    by_field += ["total_amount", "birth_date", "registered_at", "consent_email", "custom_pet_owner"]
+    by_field += ["total_amount", "first_order_date", "registered_at", "consent_email", "custom_pet_owner"]
     return {"by_field": draw(st.sampled_from(by_field))}
 
 

@@ -81,3 +81,26 @@ def test_many_values_in_a_purchase_filter(tmp_path: Path) -> None:
         f"key: s\nrules: {{purchase: {{product_id: [{products}]}}, within: 30d, sum_quantity: {{'>=': 2}}}}\n",
     )
     assert both(con, segments, "s") == (["a"], ["a"])
+
+
+def test_a_segment_that_cannot_be_evaluated_fails_alone(tmp_path) -> None:
+    """At an as-of date whose 30-day window starts before year 1, the window segment and the one built from
+    it fail with the reason; the field segment is still evaluated."""
+    from datetime import date
+
+    from acrm_pipelines.segments.evaluate import evaluate
+    from tests.segment_fixtures import make_marts, segment_set
+
+    con = make_marts(tmp_path / "db.duckdb", "SELECT 'a' AS customer_id, 150 AS total_amount UNION ALL SELECT 'b', 10")
+    segments = segment_set(
+        tmp_path,
+        "key: big\nrules: {field: total_amount, op: '>=', value: 100}\n---\n"
+        "key: buyers\nrules: {purchase: {}, within: 30d, count: {'>=': 1}}\n---\n"
+        "key: big_buyers\nfrom: {intersect: [big, buyers]}\n",
+    )
+    result = evaluate(con, segments, date(1, 1, 5))
+    assert result.failed == {
+        "buyers": "OverflowError: date value out of range",
+        "big_buyers": "built from segment buyers, which failed",
+    }
+    assert result.members("big") == ["a"]

@@ -86,3 +86,34 @@ def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(tmp_pat
     assert result.members("abc") == ["a", "b", "c"]
     assert result.arms("abc") == {"c": "a", "b": "b"}  # a froze without an arm
     assert result.arm_sizes("abc") == {"a": 1, "b": 1, "c": 0}
+
+
+def test_forty_thousand_field_values_each_get_their_own_arm(tmp_path: Path) -> None:
+    """Arm codes were 16-bit: past 32,767 values customers landed in other values' arms, silently. Checked
+    on the evaluation, on the recorded history of a first day, and after a nightly diff that moves arms."""
+    from acrm_pipelines.segments.history import members_at, record
+
+    n = 40_000
+    db = tmp_path / "db.duckdb"
+    con = make_marts(
+        db, f"SELECT 'C' || lpad(i::VARCHAR, 6, '0') AS customer_id, 'v' || i AS city FROM range({n}) t(i)"
+    )
+    segments = segment_set(
+        tmp_path, "key: by_city\nrules: {field: customer_id, op: is_not_null}\nsplit: {by_field: city}\n"
+    )
+    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
+    result = evaluate(con, segments, d1)
+    expected = {f"C{i:06d}": f"v{i}" for i in range(n)}
+    assert result.arms("by_city") == expected
+    assert len(result.arm_sizes("by_city")) == n and set(result.arm_sizes("by_city").values()) == {1}
+    record(con, result, ["by_city"], {"by_city": "v1"})
+    assert dict(members_at(con, "by_city", d1)) == expected
+    # Day 2: every customer takes the next customer's value (the last one wraps around): all move arm.
+    con.execute(
+        f"CREATE OR REPLACE TABLE marts.customer_features AS SELECT 'C' || lpad(i::VARCHAR, 6, '0') AS customer_id, "
+        f"'v' || ((i + 1) % {n}) AS city FROM range({n}) t(i)"
+    )
+    moved = {f"C{i:06d}": f"v{(i + 1) % n}" for i in range(n)}
+    record(con, evaluate(con, segments, d2), ["by_city"], {"by_city": "v1"})
+    assert dict(members_at(con, "by_city", d2)) == moved
+    assert dict(members_at(con, "by_city", d1)) == expected

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 from dagster import DagsterInstance, Definitions
+from dagster._core.utils import make_new_run_id
 
 from acrm_pipelines.automation.jobs import DAILY_JOB
+from acrm_pipelines.automation.runs import free_slots, one_cli_run, process_tags, reap_dead_runs, wait_for_pool
 from acrm_pipelines.settings import Settings
 
 
@@ -26,6 +34,7 @@ class RunSummary:
     quarantined: dict[str, int] = field(default_factory=dict)
     customers_featured: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    segments_failed: dict[str, str] = field(default_factory=dict)  # not evaluated: file and reason
     segments: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # size, entered, exited
     exports: dict[str, dict] = field(default_factory=dict)  # counts and location
 
@@ -48,6 +57,8 @@ class RunSummary:
                 )
         if self.checks_failed:
             out.append(f"checks failed: {', '.join(self.checks_failed)}")
+        for key, where in sorted(self.segments_failed.items()):
+            out.append(f"segment {key} not evaluated (its exports skipped): {where}")
         return out
 
 
@@ -56,6 +67,75 @@ def _root_cause(error) -> str:
     while error.cause is not None:
         error = error.cause
     return error.message.strip()
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _children() -> list[int]:
+    """Processes started by this one (dbt)."""
+    me, out = str(os.getpid()), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _interruptible(instance: DagsterInstance, run_id: str, execute):
+    """Run `execute` in a worker thread so that SIGTERM and SIGINT stop `acrm run` at once.
+
+    Dagster defers interrupts to checkpoints while a run executes in the main thread, and its wait for a
+    pool slot has none, so a signal was ignored. Here the main thread waits; on a signal it marks the run
+    failed, frees its pool slots, stops its children and exits. Everything the run writes is safe to stop at
+    any point (docs/operations.md, "Crash safety"), exactly as a kill would.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return execute()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = execute()
+        except BaseException as err:  # re-raised in the main thread
+            outcome["error"] = err
+
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        worker = threading.Thread(target=work, name="acrm-run", daemon=True)
+        worker.start()
+        while worker.is_alive() and not received:
+            worker.join(0.2)
+        if received:
+            _stop(instance, run_id, received[0])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop(instance: DagsterInstance, run_id: str, signum: int) -> None:
+    name = signal.Signals(signum).name
+    say(f"acrm: {name}: stopping run {run_id}")
+    for pid in _children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_failed(run, f"stopped by {name}")
+    free_slots(instance, run_id)
+    sys.stdout.flush()
+    os._exit(128 + signum)
 
 
 def check_partition(defs: Definitions, as_of: str, settings: Settings) -> None:
@@ -82,14 +162,24 @@ def run_partition(
     """Materialize the whole graph for one as-of date; raises RunFailed with the step's error."""
     check_partition(defs, as_of, settings)
     job = defs.get_job_def(DAILY_JOB)
-    started = time.monotonic()
     instance = instance or DagsterInstance.get()
-    result = job.execute_in_process(
-        partition_key=as_of,
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    with one_cli_run(instance, say):
+        reap_dead_runs(instance, say)
+        wait_for_pool(instance, say)
+        started = time.monotonic()
+        run_id = make_new_run_id()
+        result = _interruptible(
+            instance,
+            run_id,
+            lambda: job.execute_in_process(
+                partition_key=as_of,
+                instance=instance,
+                run_id=run_id,
+                tags=process_tags(),
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            ),
+        )
     if not result.success:
         errors = [
             f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
@@ -110,6 +200,11 @@ def run_partition(
         elif name.startswith("exports/"):
             summary.exports[name.split("/", 1)[1]] = {k: v.value for k, v in mat.metadata.items()}
     for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            observation = event.event_specific_data.asset_observation
+            if "evaluation_error" in observation.metadata:
+                key = observation.asset_key.path[-1]
+                summary.segments_failed[key] = observation.metadata["evaluation_error"].value
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:

@@ -1,15 +1,21 @@
 """The export language as typed objects (docs/exports.md): which segment, to where, with which fields.
 
 Secrets never live here: a database DSN or a webhook token is named by the environment variable
-that holds it (`dsn_env`, `token_env`).
+that holds it (`dsn_env`, `token_env`). Webhook URLs are http(s) without credentials, to loopback hosts
+or hosts listed in ACRM_WEBHOOK_ALLOWED_HOSTS (checked by validate.py, and again when sending).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 import string
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from acrm_pipelines.segments.spec import KEY_PATTERN, Window, _parse_window
@@ -82,14 +88,89 @@ class AudienceDestination(Strict):
     path: OutboxPath = "{key}/{as_of}.csv"
 
 
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def ip_of(host: str) -> IP | None:
+    """The address a host literal stands for (IPv4-mapped IPv6 as IPv4), or None for a name."""
+    # Only an IPv6 zone (`fe80::1%25eth0`) is unquoted: the resolver takes other %-escapes literally.
+    try:
+        ip = ipaddress.ip_address(host.strip().strip("[]").replace("%25", "%"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1, whatever Python's version says about it
+    return ip
+
+
+def canonical_host(host: str) -> str:
+    """A host as compared with the allow-list: an address in its normal form, a name lower-case, IDNA."""
+    ip = ip_of(host)
+    if ip is not None:
+        return str(ip)
+    name = host.strip().lower().rstrip(".")
+    if not name.isascii():
+        with contextlib.suppress(httpx.InvalidURL, UnicodeError):
+            name = httpx.URL(f"http://{name}/").raw_host.decode("ascii")
+    return name
+
+
+def host_listed(host: str, allowed: Iterable[str]) -> bool:
+    return canonical_host(host) in {canonical_host(h) for h in allowed}
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """Loopback (127.0.0.0/8, ::1, localhost) or listed; every other host must be listed by name or address."""
+    ip = ip_of(host)
+    if ip is not None and ip.is_loopback:
+        return True
+    return canonical_host(host) in LOOPBACK_NAMES or host_listed(host, allowed)
+
+
+def url_problem(url: str) -> str | None:
+    """Why a webhook URL is refused whatever the allow-list says, or None."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "url must not contain spaces or control characters"
+    try:
+        parsed = httpx.URL(url)
+        split = urlsplit(url)
+        split.port  # noqa: B018 - raises ValueError for a port out of range
+    except (httpx.InvalidURL, ValueError) as err:
+        return f"url is not valid: {err}"
+    if parsed.scheme not in ("http", "https"):
+        return f"url scheme {parsed.scheme or '(none)'!r} is not allowed: use http:// or https://"
+    if parsed.userinfo or split.username is not None or split.password is not None:
+        return "url must not contain credentials (user:password@): put a token in the variable named by token_env"
+    if not parsed.host:
+        return "url has no host"
+    if canonical_host(split.hostname or "") != canonical_host(parsed.host):
+        # Parsers that disagree on the host are how allow-lists are bypassed; refuse rather than guess.
+        return "url is ambiguous: its host cannot be determined reliably"
+    return None
+
+
+def url_host(url: str) -> str:
+    """The host httpx connects to (an IPv6 address without brackets); for a URL url_problem accepts."""
+    return httpx.URL(url).host
+
+
 class WebhookDestination(Strict):
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: str
     token_env: str | None = Field(default=None, pattern=ENV_PATTERN)  # sent as "Authorization: Bearer …"
     batch_size: int = Field(default=500, ge=1, le=100_000)
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_seconds: float = Field(default=0.5, ge=0, le=60)
     timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _safe_url(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class PostgresDestination(Strict):

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acrm_pipelines.exports.spec import Export
+from acrm_pipelines.exports.spec import Export, WebhookDestination, host_allowed, url_host
 from acrm_pipelines.segments.catalogue import Catalogue
 from acrm_pipelines.segments.validate import SegmentSet
+from acrm_pipelines.settings import Settings
 from acrm_pipelines.yaml_specs import DefinitionError, DefinitionErrors, Document, read_definitions
 
 
@@ -36,12 +37,23 @@ class ExportSet:
         return sorted(self.definitions)
 
 
-def load_exports(paths: Sequence[Path], segments: SegmentSet, catalogue: Catalogue, root: Path | None = None):
-    """Every export of the files (or folders) given; raises DefinitionErrors listing all problems."""
+def load_exports(
+    paths: Sequence[Path],
+    segments: SegmentSet,
+    catalogue: Catalogue,
+    root: Path | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+):
+    """Every export of the files (or folders) given; raises DefinitionErrors listing all problems.
+
+    `allowed_hosts`: webhook hosts besides loopback; by default ACRM_WEBHOOK_ALLOWED_HOSTS.
+    """
+    if allowed_hosts is None:
+        allowed_hosts = Settings.from_env().webhook_allowed_hosts
     found, errors = read_definitions(paths, Export, "export", clean_loc, root)
     defs = {key: ExportDefinition(export, doc) for key, (export, doc) in found.items()}
     for export, doc in found.values():
-        errors += _check(export, doc, segments, catalogue)
+        errors += _check(export, doc, segments, catalogue, allowed_hosts)
     if errors:
         raise DefinitionErrors(errors)
     return ExportSet(defs)
@@ -67,7 +79,9 @@ def clean_loc(loc):
     return out
 
 
-def _check(export: Export, doc: Document, segments: SegmentSet, catalogue: Catalogue) -> list[DefinitionError]:
+def _check(
+    export: Export, doc: Document, segments: SegmentSet, catalogue: Catalogue, allowed_hosts: Sequence[str]
+) -> list[DefinitionError]:
     errors: list[DefinitionError] = []
     ref = export.segment
     if ref.segment not in segments:
@@ -88,4 +102,16 @@ def _check(export: Export, doc: Document, segments: SegmentSet, catalogue: Catal
     needs = {"google_customer_match": ("email", "phone"), "meta_custom_audience": ("email", "phone")}.get(dest, ())
     if needs and not any(spec.feature in needs for spec in export.fields.values()):
         errors.append(doc.error(["fields"], f"{dest} needs an email or phone field"))
+    if isinstance(export.destination, WebhookDestination):
+        # Only loopback unless listed: a definition must not make the pipeline call internal services
+        # (cloud metadata at 169.254.169.254, admin ports on the private network) with customer data.
+        host = url_host(export.destination.url)
+        if not host_allowed(host, allowed_hosts):
+            errors.append(
+                doc.error(
+                    ["destination", "url"],
+                    f"host {host} is not allowed: add it to ACRM_WEBHOOK_ALLOWED_HOSTS "
+                    "(only loopback hosts are allowed without it)",
+                )
+            )
     return errors

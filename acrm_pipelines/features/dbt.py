@@ -28,9 +28,13 @@ def dbt_build_args(as_of: str) -> list[str]:
 
 
 def dbt_executable() -> str:
-    """The venv's dbt beside this Python, so Dagster finds it without PATH set up."""
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+    """The venv's `acrm-dbt` (dbt, killed with the run that started it: features/dbt_child.py) beside this
+    Python, so Dagster finds it without PATH set up; plain dbt where it is not installed."""
+    for name in ("acrm-dbt", "dbt"):
+        candidate = Path(sys.executable).parent / name
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("dbt") or "dbt"
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:

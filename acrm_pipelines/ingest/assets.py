@@ -49,6 +49,8 @@ def load_metadata(result: LoadResult) -> dict:
         metadata["ignored_columns"] = MetadataValue.json(result.ignored_columns)
     if result.custom_columns:
         metadata["custom_columns"] = MetadataValue.json(result.custom_columns)
+    if result.rejected_columns:
+        metadata["rejected_columns"] = MetadataValue.json(result.rejected_columns)
     return metadata
 
 
@@ -75,6 +77,8 @@ def build_raw_asset(spec: TableSpec, settings: Settings, partitions_def) -> Asse
             + f"read {result.rows_read}, loaded {result.rows_loaded}, "
             f"quarantined {result.rows_quarantined} from {len(result.files)} file(s)"
         )
+        for rejected in result.rejected_columns:  # names only: header text, never a row's values
+            context.log.warning(f"{spec.name}: column not loaded: {rejected}")
         return MaterializeResult(metadata=load_metadata(result))
 
     return _raw

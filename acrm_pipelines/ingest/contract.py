@@ -5,6 +5,7 @@ docs/input-contract.md is the prose version of this module; keep the two in step
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +23,10 @@ Kind = Literal[
     "tags",  # ';'-separated list
 ]
 
+# The only custom column names loaded: they reach SQL in dbt and the segments (the dbt macro custom_columns
+# checks the same pattern). Header names are untrusted text.
+CUSTOM_NAME = re.compile(r"custom_[a-z0-9_]{1,57}", re.ASCII)
+BAD_CUSTOM_NAME = "invalid column name: use custom_ followed by a-z, 0-9 and _"
 STATUSES = ("completed", "cancelled", "returned")
 TRUE_WORDS = ("true", "1", "yes", "y", "t")
 FALSE_WORDS = ("false", "0", "no", "n", "f")

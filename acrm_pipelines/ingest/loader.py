@@ -11,16 +11,25 @@ tens of millions of rows load without passing through Python:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
+import mmap
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from acrm_pipelines.ingest.contract import (
+    BAD_CUSTOM_NAME,
+    CUSTOM_NAME,
     FALSE_WORDS,
     STATUSES,
     TRUE_WORDS,
@@ -35,6 +44,17 @@ RAW_SCHEMA = "raw"
 SUFFIXES = (".csv", ".parquet")
 # A time followed by a zone suffix (Z, +03:00, -0500): the suffix is dropped, times are shop-local.
 _TZ_SUFFIX = r"(\d\d:\d\d(:\d\d(\.\d+)?)?)(Z|[+-]\d\d(:?\d\d)?)$"
+# custom_* names reach SQL in dbt and segments: only these are loaded (64 characters at most, ASCII).
+# DuckDB's reject error types -> the malformed_row:<problem> reason; the first listed wins on a row with several.
+MALFORMED = {
+    "INVALID ENCODING": "invalid_unicode",
+    "UNQUOTED VALUE": "bad_quote",
+    "TOO MANY COLUMNS": "too_many_columns",
+    "MISSING COLUMNS": "too_few_columns",
+    "LINE SIZE OVER MAXIMUM": "line_too_long",
+}
+# DuckDB reads a path as a glob pattern, so files are read through plainly named links.
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
 
 
 class LoadError(Exception):
@@ -50,6 +70,7 @@ class LoadResult:
     rows_quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
+    rejected_columns: list[str] = field(default_factory=list)  # custom_* headers with an unsafe name, not loaded
     custom_columns: dict[str, str] = field(default_factory=dict)
     reused: bool = False  # the files had not changed since the last load: raw.<table> was kept as it was
 
@@ -89,11 +110,13 @@ def _parsed(col: Column) -> str:
         return f"lower({v})"
     if col.kind in ("timestamp", "date"):
         ts = f"try_cast(regexp_replace({v}, {lit(_TZ_SUFFIX)}, '\\1') AS TIMESTAMP)"
-        return ts if col.kind == "timestamp" else f"CAST({ts} AS DATE)"
+        return ts if col.kind == "timestamp" else f"try_cast({ts} AS DATE)"
     if col.kind in ("amount", "points"):
         return f"try_cast({v} AS DECIMAL(18, 2))"
     if col.kind == "quantity":
-        return f"CASE WHEN {v} IS NULL THEN 1 WHEN regexp_full_match({v}, '[+-]?[0-9]+') THEN CAST({v} AS BIGINT) END"
+        # try_cast: a 20-digit quantity passes the pattern but not BIGINT; it quarantines the row, not the run.
+        digits = f"regexp_full_match({v}, '[+-]?[0-9]+')"
+        return f"CASE WHEN {v} IS NULL THEN 1 WHEN {digits} THEN try_cast({v} AS BIGINT) END"
     if col.kind == "boolean":
         return (
             f"CASE WHEN lower({v}) IN ({_words(TRUE_WORDS)}) THEN true "
@@ -142,67 +165,311 @@ def _case(checks: list[tuple[str, str]], otherwise: str = "NULL") -> str:
 
 
 # --- reading ------------------------------------------------------------------------------------
+#
+# Header names are untrusted text and never become DuckDB names: each file's literal header is read here
+# (CSV: its first record, same dialect as DuckDB's; Parquet: its schema) and DuckDB reads the data under
+# positional names t.c0, t.c1, ..., so no header can shadow rowid or our own columns, and DuckDB can't
+# silently rename a duplicated one.
+
+_CSV_DIALECT = {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": False}
+# No sniffing: the dialect is fixed, and a sniffer can give up on (or guess a comment character from) a
+# file with a few broken rows. store_rejects turns a row-local problem into a reject row instead of an error.
+# strict_mode stays at its default: in DuckDB 2.0 an explicit strict_mode = true with new_line = '\r\n'
+# reads a plain CRLF file as no rows at all.
+_CSV_OPTIONS = (
+    "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', hive_partitioning = false, "
+    "store_rejects = true"
+)
+_READ_TEMPS = ("", "_rejects", "_scans", "_bad", "_malformed", "_adj")
 
 
-def _read_file(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec, idx: int):
-    """Read one file into a temp table; returns (temp name, row-number expression, header, ignored).
+@dataclass
+class _File:
+    """One landing file as read: its literal header and the SQL that yields its rows and their numbers."""
 
-    A CSV table's rowid is its file order (DuckDB keeps insertion order), Parquet has file_row_number.
+    path: Path
+    source: str
+    header: list[str]
+    from_sql: str = ""  # FROM clause of the rows it loaded, columns t.c0, t.c1, ...
+    row_expr: str = "t.rowid + 1"  # the 1-based data row number of such a row
+    malformed: str | None = None  # temp table (r, reason) of the rows DuckDB could not split into columns
+    duplicate: str | None = None  # the first name (trimmed, lower-cased) that the header has twice
+
+    @property
+    def keys(self) -> list[str]:
+        return [h.strip().lower() for h in self.header]
+
+
+@dataclass
+class _CsvHead:
+    header: list[str]
+    skip: int  # blank lines before the header
+    new_line: str  # the header's line end, as DuckDB's new_line option spells it
+    has_rows: bool  # something other than line ends follows the header
+
+
+_NEW_LINES = {"\r\n": "\\r\\n", "\n": "\\n", "\r": "\\r"}
+
+
+def _csv_header(path: Path) -> _CsvHead:
+    """The first non-blank record (DuckDB skips blank lines too), with the line end that closes it.
+
+    DuckDB 2.0 takes the line end from the first line-end byte of the file even inside a quoted header
+    name, and with the wrong one it silently reads no rows: so it is told the header's own line end.
     """
-    tmp = f"_acrm_read_{idx}"
+    problem, record, skip, last = None, [], 0, [""]
+    has_rows = False
+
+    def track(line: str) -> str:  # the csv reader consumes lines: keep the last one for its line end
+        last[0] = line
+        return line
+
     try:
-        if path.suffix.lower() == ".csv":
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT * FROM "
-                f"read_csv({lit(str(path))}, all_varchar = true, header = true, delim = ',', "
-                f"quote = '\"', escape = '\"')"
-            )
-            row_expr = "rowid + 1"
-        else:
-            row_expr = "_acrm_row"
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT * EXCLUDE (file_row_number), "
-                f"file_row_number + 1 AS _acrm_row FROM read_parquet({lit(str(path))}, file_row_number = true)"
-            )
-    except duckdb.Error as err:
-        raise LoadError(f"{path}: cannot read the {spec.name} file: {err}") from err
-    names = [r[0] for r in con.execute(f"DESCRIBE {tmp}").fetchall() if r[0] != "_acrm_row"]
-    header: dict[str, str] = {}
-    for name in names:
-        key = name.strip().lower()
-        if key in header:
-            raise LoadError(f"{path}: column {key!r} appears twice in the header")
-        header[key] = name
-    missing = [c for c in spec.required_columns if c not in header]
+        # surrogateescape: a bad byte in a data row of the first buffer must not fail the header.
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+            for record in csv.reader(map(track, f), **_CSV_DIALECT):
+                if record:
+                    break
+                skip += 1
+            while not has_rows and (chunk := f.read(1 << 16)):  # up to the first row, in chunks: lines can be long
+                has_rows = bool(chunk.strip("\r\n"))
+    except OSError as err:
+        problem = f"cannot open the file ({err.strerror})"
+    except csv.Error:
+        problem = "the header row is not valid CSV"
+    if problem is None and not record:
+        problem = "the file is empty (a CSV file starts with a header row)"
+    if problem is None and any("\udc80" <= ch <= "\udcff" for name in record for ch in name):
+        problem = "the header row is not valid UTF-8"
+    if problem:  # raised outside the except blocks: no chained exception in the traceback
+        raise LoadError(f"{path}: {problem}")
+    new_line = _NEW_LINES.get(last[0][len(last[0].rstrip("\r\n")) :], "\\n")
+    return _CsvHead(record, skip, new_line, has_rows)
+
+
+def _parquet_header(path: Path) -> list[str]:
+    try:
+        return pq.read_schema(path).names
+    except (OSError, ValueError, pa.ArrowException):
+        pass
+    raise LoadError(f"{path}: not a readable Parquet file")
+
+
+def _has_blank_line(path: Path) -> bool:
+    """Whether the file has an empty line anywhere, quoted or not (a C-speed search, no parsing)."""
+    if path.stat().st_size == 0:
+        return False
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return any(mm.find(sep) >= 0 for sep in (b"\n\n", b"\n\r\n", b"\r\r"))
+
+
+def _blank_lines(path: Path, skip: int, before: int) -> list[int]:
+    """The blank lines before data position `before`, numbered as DuckDB's reject `line` counts (records
+    and blank lines after the header). Parsed with the same dialect, so a blank line in a quoted value is no
+    blank line. Only run for a file with both rejected rows and an empty line, and only up to the last reject."""
+    blanks: list[int] = []
+    limit = csv.field_size_limit(2**31 - 1)  # DuckDB accepts long values (up to max_line_size); so must we
+    failed = False
+    try:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+            records = csv.reader(f, **_CSV_DIALECT)
+            for _ in range(skip + 1):
+                next(records, None)
+            for i in range(1, before):  # stops before the last reject: an unclosed quote runs to the end
+                record = next(records, None)
+                if record is None:
+                    break
+                if not record:
+                    blanks.append(i)
+    except csv.Error:
+        failed = True
+    finally:
+        csv.field_size_limit(limit)
+    if failed:
+        raise LoadError(f"{path}: cannot number its rows (a record is not valid CSV)")
+    return blanks
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, link: Path, head: _CsvHead, tmp: str) -> str | None:
+    """Read into `tmp`; returns a problem (in our words) when the file can't be read row by row."""
+    cols = ", ".join(f"{lit(f'c{i}')}: 'VARCHAR'" for i in range(len(f.header)))
+    rejects, bad, malformed, adj = (f"{tmp}{s}" for s in ("_rejects", "_bad", "_malformed", "_adj"))
+    skip = head.skip
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT * FROM read_csv({lit(str(link))}, columns = {{{cols}}}, "
+        f"skip = {skip}, new_line = '{head.new_line}', {_CSV_OPTIONS}, rejects_table = {lit(rejects)}, "
+        f"rejects_scan = {lit(tmp + '_scans')})"
+    )
+    f.from_sql = f"{tmp} t"
+    last = con.execute(f"SELECT max(line) FROM {rejects}").fetchone()[0]
+    if last is None:
+        # A misread line end makes DuckDB read nothing, silently: never take that for an empty file.
+        if head.has_rows and con.execute(f"SELECT count(*) FROM {tmp}").fetchone()[0] == 0:
+            return "DuckDB read no rows from it (are its line ends mixed?)"
+        return None
+    # A reject's `line` counts records (a quoted newline does not start one) and blank lines from the top.
+    priority = " ".join(f"WHEN {lit(k)} THEN {i}" for i, k in enumerate(MALFORMED))
+    reason = " ".join(f"WHEN {lit(k)} THEN {lit('malformed_row:' + v)}" for k, v in MALFORMED.items())
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {bad} AS SELECT line - {skip + 1} AS d, arg_min(CASE error_type {reason} "
+        "ELSE 'malformed_row:' || lower(replace(error_type, ' ', '_')) END, "
+        f"CASE error_type {priority} ELSE 99 END) AS reason "
+        f"FROM (SELECT line, CAST(error_type AS VARCHAR) AS error_type FROM {rejects}) GROUP BY line"
+    )
+    # With one column DuckDB reads a blank line as a row (an empty value): it is numbered like any other.
+    several = len(f.header) > 1
+    blanks = _blank_lines(f.path, skip, last - skip - 1) if several and _has_blank_line(f.path) else []
+    if blanks:  # a blank line is not a data row: take those above a rejected row off its number
+        con.register("_acrm_blanks", pa.table({"b": blanks, "n": list(range(1, len(blanks) + 1))}))
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {malformed} AS SELECT x.d - coalesce(k.n, 0) AS r, x.reason "
+            f"FROM {bad} x ASOF LEFT JOIN _acrm_blanks k ON x.d > k.b"
+        )
+        con.unregister("_acrm_blanks")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {malformed} AS SELECT d AS r, reason FROM {bad}")
+    # The loaded rows keep file order in rowid, with the rejected ones left out. The j-th rejected row (by
+    # number r) has s = r - j loaded rows before it, so loaded row k (0-based) follows those with s <= k.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {adj} AS SELECT s, max(j) AS j FROM (SELECT r - row_number() OVER "
+        f"(ORDER BY r) AS s, row_number() OVER (ORDER BY r) AS j FROM {malformed}) GROUP BY s"
+    )
+    f.from_sql = f"{tmp} t ASOF LEFT JOIN {adj} a ON t.rowid >= a.s"
+    f.row_expr = "t.rowid + 1 + coalesce(a.j, 0)"
+    f.malformed = malformed
+    return None
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, f: _File, link: Path, tmp: str) -> str | None:
+    """Read by position; returns a problem (ours, not DuckDB's words) when the file doesn't match its schema."""
+    src = f"read_parquet({lit(str(link))}, hive_partitioning = false)"
+    if len(con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()) != len(f.header):
+        return "its columns do not match its schema"
+    cols = ", ".join(f"CAST(#{i + 1} AS VARCHAR) AS c{i}" for i in range(len(f.header)))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT {cols} FROM {src}")
+    f.from_sql = f"{tmp} t"
+    return None
+
+
+def _parquet_bad_column(con: duckdb.DuckDBPyConnection, link: Path, header: list[str]) -> str | None:
+    """The first column that fails to read (a column at a time; only run after the file failed)."""
+    for i, name in enumerate(header):
+        try:
+            # length(), not count(): DuckDB answers a count without decoding the values
+            con.execute(f"SELECT max(length(CAST(#{i + 1} AS VARCHAR))) FROM read_parquet({lit(str(link))})").fetchone()
+        except duckdb.Error:
+            return name
+    return None
+
+
+def _describe(err: duckdb.Error) -> str:
+    """Our own words for a DuckDB read error: its text can quote the row, and so personal data, into logs."""
+    text = str(err)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    where = f" (near line {line.group(1)})" if line else ""
+    if "Invalid string encoding" in text or "not valid UTF8" in text:
+        return f"a text value is not valid UTF-8{where}"
+    if "state machine reached an invalid state" in text:
+        return f"its rows cannot be split, are its line ends mixed?{where}"
+    return f"DuckDB {type(err).__name__}{where}; its message is left out as it can hold row content"
+
+
+def _read_file(
+    con: duckdb.DuckDBPyConnection, path: Path, source: str, spec: TableSpec, idx: int, link_dir: Path
+) -> _File:
+    """Read one file into the temp table _acrm_read_<idx> (and, for malformed CSV rows, its companions)."""
+    is_csv = path.suffix.lower() == ".csv"
+    head = _csv_header(path) if is_csv else None
+    header = head.header if head else _parquet_header(path)
+    f = _File(path, source, header)
+    keys = f.keys
+    missing = [c for c in spec.required_columns if c not in keys]
     if missing:
         raise LoadError(
             f"{path}: missing required column {', '.join(repr(m) for m in missing)} "
             f"(table {spec.name} needs {', '.join(spec.required_columns)})"
         )
+    seen: set[str] = set()
+    for key in keys:
+        if key and key in seen:
+            f.duplicate = key
+            break
+        seen.add(key)
+    link = link_dir / f"{idx}{'.csv' if is_csv else '.parquet'}"
+    os.symlink(path.absolute(), link)
+    tmp = f"_acrm_read_{idx}"
+    problem = None
+    try:
+        problem = _read_csv(con, f, link, head, tmp) if head else _read_parquet(con, f, link, tmp)
+    except duckdb.Error as err:
+        problem = _describe(err)
+        if not is_csv and "UTF-8" in problem:
+            column = _parquet_bad_column(con, link, header)
+            problem += f" in column {column!r}" if column is not None else ""  # a header name: no row content
+    if problem:  # raised outside the except block: DuckDB's message must not ride along as the context
+        raise LoadError(f"{path}: cannot read the {spec.name} file: {problem}")
+    return f
+
+
+def _columns_of(header: list[str], spec: TableSpec) -> tuple[list[str], list[str], list[str]]:
+    """(ignored header names, rejected custom_* header names, custom keys to load) of one header."""
     known = set(spec.column_names)
-    ignored = [
-        original
-        for key, original in header.items()
-        if key not in known and not (spec.keep_custom and key.startswith("custom_"))
-    ]
-    return tmp, row_expr, header, ignored
-
-
-def _stage_select(tmp: str, row_expr: str, header: dict[str, str], spec: TableSpec, source: str) -> str:
-    """Trimmed text of every contract column (NULL when absent) plus custom columns and the raw row."""
-    parts = [f"{lit(source)} AS _file", f"{row_expr} AS _row"]
-    for name in spec.column_names:
-        if name in header:
-            parts.append(f"nullif(trim(CAST({ident(header[name])} AS VARCHAR)), '') AS {ident(name)}")
+    ignored, rejected, custom = [], [], []
+    for name in header:
+        key = name.strip().lower()
+        if key in known:
+            continue
+        if spec.keep_custom and CUSTOM_NAME.fullmatch(key):
+            custom.append(key)
+        elif spec.keep_custom and key.startswith("custom_"):
+            rejected.append(name)
         else:
-            parts.append(f"CAST(NULL AS VARCHAR) AS {ident(name)}")
-    if spec.keep_custom:
-        for key, original in header.items():
-            if key.startswith("custom_"):
-                parts.append(f"nullif(trim(CAST({ident(original)} AS VARCHAR)), '') AS {ident(key)}")
-    raw = ", ".join(f"{ident(o)} := CAST({ident(o)} AS VARCHAR)" for o in header.values())
-    parts.append(f"to_json(struct_pack({raw})) AS _raw" if raw else "CAST(NULL AS JSON) AS _raw")
-    return f"SELECT {', '.join(parts)} FROM {tmp}"
+            ignored.append(name)
+    return ignored, rejected, custom
+
+
+def _raw_keys(header: list[str]) -> list[str]:
+    """The JSON keys of the raw row: the literal names, a repeated one suffixed with its column number."""
+    keys: list[str] = []
+    for i, name in enumerate(header):
+        key = name
+        while key in keys:
+            key = f"{key}#{i + 1}"
+        keys.append(key)
+    return keys
+
+
+def _stage_selects(f: _File, spec: TableSpec) -> list[str]:
+    """Trimmed text of every contract column (NULL when absent), the custom columns, the raw row and a
+    reason already known (`_pre`: file-level or malformed), as SELECTs to UNION ALL BY NAME."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(f.keys):
+        first.setdefault(key, i)
+    pre = lit(f"duplicate_column:{f.duplicate}") if f.duplicate else "CAST(NULL AS VARCHAR)"
+    usable = f.duplicate is None  # a file with a duplicated column loads nothing: no value is staged
+    parts = [f"{lit(f.source)} AS _file", f"{f.row_expr} AS _row", f"{pre} AS _pre"]
+    for name in spec.column_names:
+        value = f"nullif(trim(t.c{first[name]}), '')" if usable and name in first else "CAST(NULL AS VARCHAR)"
+        parts.append(f"{value} AS {ident(name)}")
+    if usable:
+        parts += [f"nullif(trim(t.c{first[key]}), '') AS {ident(key)}" for key in _columns_of(f.header, spec)[2]]
+    raw = ", ".join(f"{lit(k)}, t.c{i}" for i, k in enumerate(_raw_keys(f.header)))
+    parts.append(f"json_object({raw}) AS _raw")
+    selects = [f"SELECT {', '.join(parts)} FROM {f.from_sql}"]
+    if f.malformed:  # no raw row: the row could not be split into columns
+        selects.append(
+            f"SELECT {lit(f.source)} AS _file, r AS _row, reason AS _pre, CAST(NULL AS JSON) AS _raw FROM {f.malformed}"
+        )
+    return selects
+
+
+def _empty_select(spec: TableSpec) -> str:
+    """An absent optional table loads as an empty table with every contract column."""
+    cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(n)}" for n in spec.column_names)
+    return (
+        "SELECT '' AS _file, CAST(0 AS BIGINT) AS _row, CAST(NULL AS VARCHAR) AS _pre, "
+        f"CAST(NULL AS JSON) AS _raw, {cols} WHERE false"
+    )
 
 
 def _infer_custom_type(con: duckdb.DuckDBPyConnection, stage: str, col: str) -> str:
@@ -228,7 +495,7 @@ def _custom_expr(col: str, sql_type: str) -> str:
         return f"lower({v}) IN ({_words(TRUE_WORDS)})"
     if sql_type == "VARCHAR":
         return v
-    return f"CAST({v} AS {sql_type})"
+    return f"try_cast({v} AS {sql_type})"
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -263,22 +530,35 @@ def load_table(
             f"or a folder {spec.name}/ of such files)"
         )
 
-    selects, present = [], set()
-    for idx, path in enumerate(files):
-        source = path.relative_to(landing_dir).as_posix()
-        tmp, row_expr, header, ignored = _read_file(con, path, spec, idx)
-        result.files.append(source)
-        result.ignored_columns += [f"{source}:{c}" for c in ignored]
-        present |= set(header)
-        selects.append(_stage_select(tmp, row_expr, header, spec, source))
-    if not selects:  # an absent optional table loads as an empty table with every contract column
-        selects.append(_stage_select("(SELECT 0 AS _acrm_row WHERE false)", "_acrm_row", {}, spec, ""))
-    stage = "_acrm_stage"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {' UNION ALL BY NAME '.join(selects)}")
-    for idx in range(len(files)):
-        con.execute(f"DROP TABLE IF EXISTS _acrm_read_{idx}")
+    selects: list[str] = []
+    present: set[str] = set()
+    link_dir = Path(tempfile.mkdtemp(prefix="acrm_read_"))
+    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET preserve_insertion_order = true")  # a read table's rowid must be file order: it numbers rows
+    try:
+        if _GLOB_CHARS.search(str(link_dir)):
+            raise LoadError(f"{link_dir}: the temporary folder's path has glob characters; set TMPDIR to a plain path")
+        for idx, path in enumerate(files):
+            source = path.relative_to(landing_dir).as_posix()
+            f = _read_file(con, path, source, spec, idx, link_dir)
+            ignored, rejected, custom = _columns_of(f.header, spec)
+            result.files.append(source)
+            result.ignored_columns += [f"{source}:{c}" for c in ignored]
+            result.rejected_columns += [f"{source}:{c} ({BAD_CUSTOM_NAME})" for c in rejected]
+            if f.duplicate is None:
+                present |= set(custom)
+            selects += _stage_selects(f, spec)
+        stage = "_acrm_stage"
+        union = " UNION ALL BY NAME ".join(selects or [_empty_select(spec)])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {union}")
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
+        shutil.rmtree(link_dir, ignore_errors=True)
+        for idx in range(len(files)):
+            for suffix in _READ_TEMPS:
+                con.execute(f"DROP TABLE IF EXISTS _acrm_read_{idx}{suffix}")
 
-    custom = sorted(c for c in present if c.startswith("custom_")) if spec.keep_custom else []
+    custom = sorted(present)
     result.custom_columns = {c: _infer_custom_type(con, stage, c) for c in custom}
 
     # Row-level reasons, then duplicates among the rest (first in file order wins), then orphans.
@@ -286,7 +566,7 @@ def load_table(
     typed_cols += [f"{_custom_expr(c, t)} AS {ident(c)}" for c, t in result.custom_columns.items()]
     reason = _case(_row_checks(spec, set(spec.column_names)))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _acrm_typed AS SELECT _file, _row, _raw, {reason} AS _reason, "
+        f"CREATE OR REPLACE TEMP TABLE _acrm_typed AS SELECT _file, _row, _raw, coalesce(_pre, {reason}) AS _reason, "
         f"{', '.join(typed_cols)} FROM {stage}"
     )
     later: list[tuple[str, str]] = []

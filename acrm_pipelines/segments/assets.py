@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetSpec,
     Failure,
     MaterializeResult,
@@ -100,6 +101,9 @@ def _frozen(seg: Segment, dates: list[date], as_of: date) -> date | None:
 
 
 SIZE_CHECK = "size_jump"
+# A by_field split's arms are the field's values: beyond a few they are a column of customer data, not a
+# summary (and 40,000 metadata entries a materialization), so only their count is shown then.
+MAX_ARMS_SHOWN = 50
 
 
 def size_ratio(size: int, previous: int) -> float:
@@ -179,7 +183,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             frozen = {k: day for k in needed if (day := _frozen(segments[k], dates[k], as_of)) is not None}
             fixed = {k: fixed_membership(con, k, day) if day != date.min else Fixed([]) for k, day in frozen.items()}
             evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed)
-            to_record = [k for k in selected if k not in fixed]
+            to_record = [k for k in selected if k not in fixed and k not in evaluation.failed]
             versions = {k: segments[k].version() for k in to_record}
             recorded = record(con, evaluation, to_record, versions)
             checked = [
@@ -202,6 +206,11 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
         )
         for k in selected:
             seg = segments[k]
+            if k in evaluation.failed:  # not materialized: its exports are skipped, the other segments go on
+                where = f"{segments.definitions[k].file}: {evaluation.failed[k]}"
+                context.log.error(f"segment {k} could not be evaluated: {where}")
+                yield AssetObservation(asset_key=segment_key(k), metadata={"evaluation_error": where})
+                continue
             unchecked = (
                 k not in checked and AssetCheckKey(segment_key(k), SIZE_CHECK) in context.selected_asset_check_keys
             )
@@ -225,6 +234,8 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
                 metadata["previous_evaluation"] = str(rec.previous)
             arms = evaluation.arm_sizes(k)
             if arms:
+                metadata["arms_count"] = MetadataValue.int(len(arms))
+            if arms and (seg.split is None or seg.split.by_field is None or len(arms) <= MAX_ARMS_SHOWN):
                 metadata["arms"] = MetadataValue.json(arms)
                 for arm, n in arms.items():
                     metadata[f"arm.{arm}"] = MetadataValue.int(n)

@@ -44,8 +44,9 @@ class Evaluation:
     row_index: np.ndarray
     bits: dict[str, np.ndarray] = field(default_factory=dict)
     arm_names: dict[str, list[str]] = field(default_factory=dict)
-    arm_codes: dict[str, np.ndarray] = field(default_factory=dict)  # int16 per row, -1 = not a member
+    arm_codes: dict[str, np.ndarray] = field(default_factory=dict)  # int32 per row, -1 = not a member
     timings: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # segments that could not be evaluated, and why
 
     @functools.cached_property
     def customer_ids(self) -> np.ndarray:
@@ -119,10 +120,18 @@ def evaluate(
     comp = Compiler(catalogue, as_of)
     atoms = Atoms(con, catalogue, comp)
     plans: dict[str, Plan] = {}
+    failed: dict[str, str] = {}
     for key in order:
         seg = segments[key]
-        if key not in fixed and seg.rules is not None:
-            plans[key] = atoms.plan(seg.rules)
+        broken = [r for r in seg.refs if r in failed]
+        if broken:
+            failed[key] = f"built from segment {broken[0]}, which failed"
+            continue
+        try:
+            if key not in fixed and seg.rules is not None:
+                plans[key] = atoms.plan(seg.rules)
+        except (ArithmeticError, ValueError) as err:  # e.g. a date out of the calendar: this segment alone fails
+            failed[key] = f"{type(err).__name__}: {err}"
         if key not in fixed and seg.split is not None and seg.split.by_field:
             comp.features.add(seg.split.by_field)
     missing = frozenset(comp.features - set(catalogue.columns))
@@ -133,7 +142,9 @@ def evaluate(
     keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")
     try:
-        result = _evaluate_rows(con, segments, order, comp, atoms, plans, missing, fixed, as_of)
+        good = [k for k in order if k not in failed]
+        result = _evaluate_rows(con, segments, good, comp, atoms, plans, missing, fixed, as_of)
+        result.failed = failed
     finally:
         drop_rows(con)
         con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
@@ -184,8 +195,8 @@ def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
     if fixed.arms is not None:
         names = sorted({a for a in fixed.arms if a is not None})
         lookup = {name: i for i, name in enumerate(names)}
-        arms = np.array([lookup.get(a, -1) if a is not None else -1 for a in fixed.arms], dtype=np.int16)
-        codes = np.full(result.n, -1, dtype=np.int16)
+        arms = np.array([lookup.get(a, -1) if a is not None else -1 for a in fixed.arms], dtype=np.int32)
+        codes = np.full(result.n, -1, dtype=np.int32)
         codes[rows] = arms[present]
         result.arm_names[key], result.arm_codes[key] = names, codes
 
@@ -216,7 +227,7 @@ def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits:
     bits[key] = base
     if seg.priority is not None:
         members = result.mask(key)
-        codes = np.full(result.n, -1, dtype=np.int16)
+        codes = np.full(result.n, -1, dtype=np.int32)
         for i, ref in enumerate(seg.priority):
             codes[(codes < 0) & members & result.mask(ref)] = i
         result.arm_names[key], result.arm_codes[key] = list(seg.priority), codes
@@ -231,14 +242,14 @@ def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits:
                 ),
             )
             names, inverse = np.unique(values[members].astype(str), return_inverse=True)
-            codes = np.full(result.n, -1, dtype=np.int16)
+            codes = np.full(result.n, -1, dtype=np.int32)
             codes[members] = inverse
             result.arm_names[key], result.arm_codes[key] = names.tolist(), codes
         else:
             buckets = _column(con, bucket(split.salt or "")).astype(np.float64)
             weights = split.arm_weights()
             edges = np.cumsum(list(weights.values())) / sum(weights.values()) * 100.0
-            codes = np.minimum(np.searchsorted(edges, buckets, side="right"), len(weights) - 1).astype(np.int16)
+            codes = np.minimum(np.searchsorted(edges, buckets, side="right"), len(weights) - 1).astype(np.int32)
             codes[~members] = -1
             result.arm_names[key], result.arm_codes[key] = list(weights), codes
 

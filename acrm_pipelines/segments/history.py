@@ -77,8 +77,31 @@ def record(
     keys: Sequence[str],
     versions: dict[str, str],
 ) -> dict[str, Recorded]:
-    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key."""
+    """Store the membership of `keys` on `evaluation.as_of`; returns size, entered and exited per key.
+
+    One transaction: the changes, the evaluations, the new customer index entries and the state index
+    commit together or not at all, so a run killed at any point leaves the history as it was (a re-run
+    would otherwise append the same changes again). State files written before a kill are unused and
+    removed by the next save.
+    """
     ensure_tables(con)
+    con.begin()
+    try:
+        out = _record(con, evaluation, keys, versions)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    state.prune(con)
+    return out
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    evaluation: Evaluation,
+    keys: Sequence[str],
+    versions: dict[str, str],
+) -> dict[str, Recorded]:
     d = evaluation.as_of
     space = _index_space(con, evaluation)
     bounds = _bounds(con, keys, d)
@@ -140,7 +163,7 @@ class _Space:
     def codes_to_index(self, codes: np.ndarray) -> np.ndarray:
         if self.identity:
             return codes
-        out = np.full(self.size, -1, dtype=np.int16)
+        out = np.full(self.size, -1, dtype=np.int32)
         out[self.row_index] = codes
         return out
 
@@ -178,7 +201,7 @@ def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: S
     """Keep the latest membership of each key as bits over the customer index, for the next day's diff."""
     bits = {key: space.to_index(evaluation.bits[key], evaluation.n) for key in keys}
     arms = {
-        key: (evaluation.arm_names[key], space.codes_to_index(evaluation.arm_codes[key]).astype(np.int16))
+        key: (evaluation.arm_names[key], space.codes_to_index(evaluation.arm_codes[key]).astype(np.int32))
         for key in keys
         if key in evaluation.arm_codes
     }

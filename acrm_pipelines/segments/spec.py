@@ -12,10 +12,27 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-WINDOW_RE = re.compile(r"^([1-9][0-9]{0,4})([hdwMy])$")
+WINDOW_RE = re.compile(r"^([1-9][0-9]{0,11})([hdwMy])$")  # long counts get the limit's message below
+# The longest window and the furthest relative date (`-30d`), per unit: 100 years. Counted from any
+# as-of date in 1900..2200 the result stays inside Python's calendar (years 1..9999), so a definition
+# that validates can never overflow the date arithmetic when it is evaluated.
+MAX_SPAN = {"h": 876_000, "d": 36_600, "w": 5_228, "M": 1_200, "y": 100}
+SPAN_LIMITS = ", ".join(f"{n:,}{unit}" for unit, n in MAX_SPAN.items())
+# Arm weights are relative; the cap keeps each finite and their sum far from overflowing.
+MAX_WEIGHT = 1_000_000
 COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 FieldOp = Literal[
     "=", "!=", "<", "<=", ">", ">=", "between", "in", "not_in", "is_null", "is_not_null", "contains", "has_tag"
@@ -85,8 +102,14 @@ class NotGroup(Strict):
 class Window(Strict):
     """The last N hours / days / weeks / calendar months / years up to the end of the as-of day."""
 
-    n: int
+    n: int = Field(ge=1)
     unit: Literal["h", "d", "w", "M", "y"]
+
+    @model_validator(mode="after")
+    def _at_most_100_years(self) -> Window:
+        if self.n > MAX_SPAN[self.unit]:
+            raise ValueError(f"window {self}: longer than 100 years (the limits: {SPAN_LIMITS})")
+        return self
 
     def __str__(self) -> str:
         return f"{self.n}{self.unit}"
@@ -287,11 +310,23 @@ def _percent(value: Any) -> Any:
 Percent = Annotated[float, BeforeValidator(_percent), Field(gt=0, lt=100)]
 
 
+def _weight(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value <= MAX_WEIGHT):
+        raise ValueError(
+            f"an arm weight must be a number above 0 and at most {MAX_WEIGHT:,} (not .inf or .nan); "
+            f"weights are relative: {{a: 1, b: 3}} is 25/75"
+        )
+    return value
+
+
+Weight = Annotated[float, AfterValidator(_weight)]
+
+
 class Split(Strict):
     """A control group, weighted A/B arms, or one arm per value of a field; stable per customer and salt."""
 
     control: Percent | None = None
-    arms: dict[str, Annotated[float, Field(gt=0)]] | None = None
+    arms: dict[str, Weight] | None = None
     by_field: str | None = None
     salt: str | None = Field(default=None, min_length=1)
 

@@ -89,7 +89,8 @@ def save(
     bits: dict[str, np.ndarray],
     arms: dict[str, tuple[list[str], np.ndarray]],
 ) -> None:
-    """Replace the states of `bits`' keys (all the same length) and of their arms; drop unused files."""
+    """Replace the states of `bits`' keys (all the same length) and of their arms (`prune` then removes the
+    files no longer used, once the caller's transaction has committed)."""
     folder = state_dir(con)
     if folder is None or not bits:
         return
@@ -115,6 +116,13 @@ def save(
             CASE WHEN arm_row IS NULL THEN NULL ELSE ? END, arm_row FROM rows""",
         [as_of, file, arm_file],
     )
+
+
+def prune(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the state files no committed row points at (replaced states, writes of a killed run)."""
+    folder = state_dir(con)
+    if folder is None or not folder.exists():
+        return
     used = {f for (f,) in con.execute(f"SELECT file FROM {TABLE} UNION SELECT arm_file FROM {TABLE}").fetchall()}
     for path in [*folder.glob("*.npy"), *folder.glob(".*.tmp")]:  # replaced states, interrupted writes
         if path.name not in used:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acrm_pipelines.segments.catalogue import Catalogue, Kind
-from acrm_pipelines.segments.dates import month_day, parse_date
+from acrm_pipelines.segments.dates import is_relative, month_day, parse_date
 from acrm_pipelines.segments.spec import (
+    MAX_SPAN,
     AllGroup,
     AnyGroup,
     BehaviourCondition,
@@ -28,6 +29,7 @@ OPS_BY_KIND: dict[str, set[str]] = {
     "list": {"has_tag", "contains", "is_null", "is_not_null"},
 }
 OPS_BY_KIND["timestamp"] = OPS_BY_KIND["date"]
+DATE_LIMITS = ", ".join(f"{MAX_SPAN[unit]:,}{unit}" for unit in "dwMy")  # relative dates have no hours
 
 
 @dataclass
@@ -92,22 +94,33 @@ def clean_loc(loc: Sequence[str | int]) -> list[str | int]:
     return out
 
 
+def _too_far(values: list) -> str | None:
+    """A relative date further than 100 years from the as-of date (it would overflow the calendar)."""
+    for v in values:
+        if is_relative(v) and v != "today" and abs(int(v[:-1])) > MAX_SPAN[v[-1]]:
+            return f"relative date {v!r} is more than 100 years from the as-of date (the limits: {DATE_LIMITS})"
+    return None
+
+
 def _value_errors(cond: FieldCondition, kind: Kind) -> str | None:
     """What is wrong with the value for a field of this kind, or None."""
-    if kind == "any" or cond.op in ("is_null", "is_not_null"):
+    if cond.op in ("is_null", "is_not_null"):
         return None
     values = cond.value if isinstance(cond.value, list) else [cond.value]
+    if kind == "any":
+        # A custom_* field of unknown type may turn out to be a date when the segment is evaluated.
+        return _too_far(values)
     if cond.ignore_year:
         if kind not in ("date", "timestamp"):
             return f"ignore_year works on date fields; {cond.field} is {kind}"
         bad = [v for v in values if month_day(v) is None]
-        return f"expected MM-DD or a relative date like +3d, got {bad[0]!r}" if bad else None
+        return f"expected MM-DD or a relative date like +3d, got {bad[0]!r}" if bad else _too_far(values)
     if kind in ("date", "timestamp"):
         bad = [v for v in values if parse_date(v) is None]
         return (
             f"expected a date YYYY-MM-DD or a relative date (today, -90d, +3d, -2w, -3M, -1y), got {bad[0]!r}"
             if bad
-            else None
+            else _too_far(values)
         )
     if kind == "number":
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float)]
@@ -161,6 +174,15 @@ def _check_segment(defn: Definition, cat: Catalogue, errors: list[DefinitionErro
         kind = cat.kind(seg.split.by_field)
         if kind is None or kind == "list":
             errors.append(doc.error(["split", "by_field"], f"unknown or list-valued feature {seg.split.by_field!r}"))
+        elif cat.is_personal(seg.split.by_field):
+            # Arm names (the field's values) go into run metadata (arm.<name> sizes) and the history tables.
+            errors.append(
+                doc.error(
+                    ["split", "by_field"],
+                    f"{seg.split.by_field} is a personal field: splitting on it would write every value into "
+                    "run metadata",
+                )
+            )
 
 
 def _cycles(defs: dict[str, Definition]) -> tuple[list[str], list[DefinitionError]]:

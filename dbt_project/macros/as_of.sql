@@ -22,11 +22,21 @@
     case when {{ ts }} >= {{ window_start(days) }} and {{ ts }} < {{ cutoff() }} then 1 else 0 end
 {%- endmacro %}
 
-{# The customers' custom_* columns, found in the loaded table at run time (none while parsing). #}
+{# The customers' custom_* columns, found in the loaded table at run time (none while parsing). The loader
+   admits only names of this pattern (ingest/contract.py CUSTOM_NAME); a name that is not is refused here
+   too rather than trusted, and every name is escaped by quote_identifier. #}
 {% macro custom_columns(relation, alias) -%}
     {%- if execute -%}
         {%- for col in adapter.get_columns_in_relation(relation) if col.name.startswith('custom_') -%}
-            , {{ alias }}.{{ adapter.quote(col.name) }}
+            {%- if not modules.re.fullmatch('custom_[a-z0-9_]{1,57}', col.name) -%}
+                {{ exceptions.raise_compiler_error(relation ~ " has a column whose name is not allowed (custom_ then a-z, 0-9, _): reload the landing folder") }}
+            {%- endif -%}
+            , {{ alias }}.{{ quote_identifier(col.name) }}
         {%- endfor -%}
     {%- endif -%}
+{%- endmacro %}
+
+{# A double-quoted identifier with embedded quotes doubled (adapter.quote does not escape them). #}
+{% macro quote_identifier(name) -%}
+    "{{ name | replace('"', '""') }}"
 {%- endmacro %}

@@ -6,19 +6,92 @@ date, the action and the batch's customers, so a retried or re-run export re-sen
 the receiver can drop duplicates. 5xx answers, timeouts and connection errors are retried up to
 `max_attempts` with backoff `backoff_seconds × 2^attempt`; a 4xx answer rejects the batch's rows with
 the receiver's reason (kept in the delivery log); the last failed retry fails the export.
+
+The host is checked again here, where it matters: a listed name (ACRM_WEBHOOK_ALLOWED_HOSTS) or address,
+or a loopback address, is connected to as is; any other name must resolve to loopback addresses only,
+and the connection goes to the addresses that were checked, so DNS cannot route a validated URL
+elsewhere (also not between the check and the connection). A refused host fails the export before
+anything is sent. Redirects are not followed, and environment proxies are not used.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
+import httpcore
 import httpx
 
 from acrm_pipelines.exports.destinations.base import Delivery, DeliveryFailed, Job, batch_key
+from acrm_pipelines.exports.spec import host_listed, ip_of, url_host, url_problem
+from acrm_pipelines.settings import Settings
+
+
+class HostRefused(Exception):
+    """The webhook's host (or what its name resolves to) is not allowed; nothing was sent to it."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses a name resolves to (a module function, so tests can stand in for DNS)."""
+    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def checked_addresses(host: str, port: int, allowed: Sequence[str]) -> list[str]:
+    """Where to connect for `host`: itself when allowed as written, else its addresses if all are loopback."""
+    ip = ip_of(host)
+    if ip is not None:
+        if ip.is_loopback or host_listed(host, allowed):
+            return [host]
+        raise HostRefused(f"host {host} is not allowed: add it to ACRM_WEBHOOK_ALLOWED_HOSTS")
+    if host_listed(host, allowed):
+        return [host]  # listed by name: the operator vouches for wherever it resolves
+    try:
+        addresses = list(dict.fromkeys(resolve(host, port)))
+    except OSError as err:
+        raise HostRefused(f"host {host} does not resolve: {err}") from err
+    outside = [a for a in addresses if not getattr(ip_of(a), "is_loopback", False)]
+    if outside or not addresses:
+        raise HostRefused(
+            f"host {host} resolves to {', '.join(outside) or 'nothing'}, not loopback: "
+            "add it to ACRM_WEBHOOK_ALLOWED_HOSTS"
+        )
+    return addresses
+
+
+class _CheckedBackend(httpcore.SyncBackend):
+    """Every TCP connection (the first and each reconnection) goes only to addresses checked just now."""
+
+    def __init__(self, allowed: Sequence[str]):
+        self.allowed = tuple(allowed)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001
+        last: Exception | None = None
+        for address in checked_addresses(host, port, self.allowed):
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as err:  # the next address, like socket.create_connection
+                last = err
+        raise last  # type: ignore[misc] - checked_addresses returns at least one address
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    def __init__(self, allowed: Sequence[str]):
+        super().__init__()
+        # httpx has no option for the network backend; its pool is replaced by one with the checked backend
+        # (TLS still verifies the certificate against the URL's name).
+        limits = httpx.Limits()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_CheckedBackend(allowed),
+        )
 
 
 def _json_default(value: object) -> object:
@@ -32,8 +105,19 @@ def _json_default(value: object) -> object:
 class Webhook:
     can_remove = True
 
+    def __init__(self, allowed_hosts: Sequence[str] | None = None):
+        self.allowed_hosts = allowed_hosts  # None: ACRM_WEBHOOK_ALLOWED_HOSTS when delivering
+
     def deliver(self, job: Job) -> Delivery:
         dest = job.export.destination
+        allowed = Settings.from_env().webhook_allowed_hosts if self.allowed_hosts is None else self.allowed_hosts
+        problem = url_problem(dest.url)
+        if problem:
+            raise DeliveryFailed(f"export {job.key}: {problem}; nothing was sent")
+        try:  # before any batch: a refused host fails the export with nothing sent
+            checked_addresses(url_host(dest.url), httpx.URL(dest.url).port or 0, allowed)
+        except HostRefused as err:
+            raise DeliveryFailed(f"export {job.key}: {err}; nothing was sent") from err
         headers = {"Content-Type": "application/json"}
         if dest.token_env:
             token = os.environ.get(dest.token_env)
@@ -41,7 +125,16 @@ class Webhook:
                 raise DeliveryFailed(f"export {job.key}: environment variable {dest.token_env} (the token) is not set")
             headers["Authorization"] = f"Bearer {token}"
         result = Delivery(location=dest.url)
-        with httpx.Client(timeout=dest.timeout_seconds) as client:
+        try:
+            self._send(job, dest, headers, result, allowed)
+        except HostRefused as err:  # the name resolved elsewhere after the first check
+            raise DeliveryFailed(
+                f"export {job.key}: {err}; {len(result.sent)} rows were delivered before, the rest was not sent"
+            ) from err
+        return result
+
+    def _send(self, job: Job, dest, headers: dict, result: Delivery, allowed: Sequence[str]) -> None:
+        with httpx.Client(timeout=dest.timeout_seconds, transport=_CheckedTransport(allowed)) as client:
             for action, table in (("add", job.adds), ("remove", job.removes)):
                 rows = table.to_pylist()
                 for start in range(0, len(rows), dest.batch_size):
@@ -70,7 +163,6 @@ class Webhook:
                     else:
                         result.removed += ids
                     job.say(f"webhook batch {result.batches} {action} {len(ids)} rows: {status}")
-        return result
 
     def _post(self, client: httpx.Client, dest, body: str, headers: dict, result: Delivery, job: Job):
         last = ""
