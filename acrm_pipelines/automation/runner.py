@@ -161,25 +161,32 @@ def run_partition(
 ) -> RunSummary:
     """Materialize the whole graph for one as-of date; raises RunFailed with the step's error."""
     check_partition(defs, as_of, settings)
-    job = defs.get_job_def(DAILY_JOB)
     instance = instance or DagsterInstance.get()
+    # The summary reads the DuckDB file too: the next waiting run starts only after it.
     with one_cli_run(instance, say):
         reap_dead_runs(instance, say)
         wait_for_pool(instance, say)
-        started = time.monotonic()
-        run_id = make_new_run_id()
-        result = _interruptible(
-            instance,
-            run_id,
-            lambda: job.execute_in_process(
-                partition_key=as_of,
-                instance=instance,
-                run_id=run_id,
-                tags=process_tags(),
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            ),
-        )
+        return _run_and_summarize(defs, settings, as_of, instance, log_level)
+
+
+def _run_and_summarize(
+    defs: Definitions, settings: Settings, as_of: str, instance: DagsterInstance, log_level: str
+) -> RunSummary:
+    job = defs.get_job_def(DAILY_JOB)
+    started = time.monotonic()
+    run_id = make_new_run_id()
+    result = _interruptible(
+        instance,
+        run_id,
+        lambda: job.execute_in_process(
+            partition_key=as_of,
+            instance=instance,
+            run_id=run_id,
+            tags=process_tags(),
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        ),
+    )
     if not result.success:
         errors = [
             f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
@@ -226,11 +233,20 @@ def backfill(
     same run as `acrm run` for that date. Stops at the first failure, naming the date."""
     if end < start:
         raise RunFailed(f"--to {end} is before --from {start}")
+    instance = instance or DagsterInstance.get()
+    with one_cli_run(instance, say):  # the whole range: no `acrm run` slips in between two days
+        return _backfill(defs, settings, start, end, instance, after_each)
+
+
+def _backfill(defs, settings: Settings, start: date, end: date, instance: DagsterInstance, after_each):
     summaries = []
     day = start
     while day <= end:
         try:
             summary = run_partition(defs, settings, day.isoformat(), instance)
+            if summary.segments_failed:
+                failed = summary.segments_failed.items()
+                raise RunFailed("; ".join(f"segment {key} not evaluated: {where}" for key, where in failed))
         except RunFailed as err:
             done = f"{summaries[0].as_of} to {summaries[-1].as_of} done; " if summaries else ""
             raise RunFailed(f"backfill stopped at {day}: {done}{err}") from err

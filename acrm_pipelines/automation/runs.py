@@ -28,22 +28,37 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from dagster._core.launcher import DefaultRunLauncher
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL
 
 PID_TAG = "acrm/pid"
 HOST_TAG = "acrm/host"
 PROC_START_TAG = "acrm/proc_start"  # the process's start time, so that a reused pid is not taken for it
+PARENT_RUN_TAG = "dagster/parent_run_id"  # re-executions and retries copy their parent's tags, acrm/* too
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
-def _proc_start(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None when there is no such process."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None without such a process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _started_at(ticks: str) -> float:
+    """A start time in clock ticks since boot as a Unix time."""
+    boot = next(
+        float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+    )
+    return boot + int(ticks) / os.sysconf("SC_CLK_TCK")
 
 
 def process_tags() -> dict[str, str]:
@@ -52,15 +67,20 @@ def process_tags() -> dict[str, str]:
     return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROC_START_TAG: _proc_start(pid) or ""}
 
 
-def _alive(pid: int, start: str | None) -> bool:
-    now = _proc_start(pid)
-    if now is None:
+def _alive(pid: int, start_ticks: str | None, not_after: float | None) -> bool:
+    """Whether `pid` is still the run's process: it exists, is no zombie, and is the same process (the same
+    start time, or one started before the run did; a later one reused the pid)."""
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return False
-    return not start or now == start
+    if start_ticks:
+        return fields[19] == start_ticks
+    return not_after is None or _started_at(fields[19]) <= not_after + 1
 
 
-def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
-    """The pid of a launched run's worker, from its "Started process for run" engine event."""
+def _engine_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The pid the run's own engine events name: "Started process for run" of a launched run's worker,
+    "Executing steps in process" of an in-process run."""
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20).records
     for record in records:
         event = record.event_log_entry.dagster_event
@@ -69,6 +89,26 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
             with contextlib.suppress(ValueError):
                 return int(pid.value)
     return None
+
+
+def _run_process(instance: DagsterInstance, record, host: str) -> tuple[int, str | None] | None:
+    """(pid, start ticks or None) of the process that runs `record`'s run on this host, or None when it is
+    not known to run here (another host, another launcher, not launched yet)."""
+    run = record.dagster_run
+    tags = run.tags
+    own = PID_TAG in tags and PARENT_RUN_TAG not in tags  # an `acrm run` run (not a copy of one's tags)
+    if own:
+        if tags.get(HOST_TAG) != host:
+            return None  # another machine's run: its process can't be seen from here
+        pid = _engine_pid(instance, run.run_id)
+        with contextlib.suppress(ValueError):
+            tagged = int(tags[PID_TAG])
+            return tagged, (tags.get(PROC_START_TAG) if pid in (None, tagged) else None)
+        return None
+    if run.status == DagsterRunStatus.NOT_STARTED or not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return None  # not launched yet, or its worker may live in another container or machine
+    pid = _engine_pid(instance, run.run_id)
+    return (pid, None) if pid is not None else None
 
 
 def free_slots(instance: DagsterInstance, run_id: str) -> None:
@@ -81,16 +121,13 @@ def reap_dead_runs(instance: DagsterInstance, say: Callable[[str], None] = print
     awaited by a run that is finished or gone. Returns the ids of the runs marked failed."""
     host = socket.gethostname()
     reaped = []
-    for run in instance.get_runs(RunsFilter(statuses=[*UNFINISHED, DagsterRunStatus.NOT_STARTED])):
-        if run.tags.get(HOST_TAG, host) != host:
-            continue  # another machine's run: its process can't be seen from here
-        if run.status == DagsterRunStatus.NOT_STARTED and PID_TAG not in run.tags:
-            continue  # created but not launched yet (only `acrm run` executes a run it has just created)
-        if PID_TAG in run.tags:
-            pid, start = int(run.tags[PID_TAG]), run.tags.get(PROC_START_TAG)
-        else:
-            pid, start = _worker_pid(instance, run.run_id), None
-        if pid is None or _alive(pid, start) or pid == os.getpid():
+    for record in instance.get_run_records(RunsFilter(statuses=[*UNFINISHED, DagsterRunStatus.NOT_STARTED])):
+        run = record.dagster_run
+        process = _run_process(instance, record, host)
+        if process is None:
+            continue
+        pid, start_ticks = process
+        if pid == os.getpid() or _alive(pid, start_ticks, record.start_time):
             continue
         message = f"the process of run {run.run_id} (pid {pid}) is gone: marked failed, its pool slots freed"
         instance.report_run_failed(run, message)
@@ -129,12 +166,15 @@ def wait_for_pool(instance: DagsterInstance, say: Callable[[str], None] = print,
         reap_dead_runs(instance, say)
 
 
+_held: list[Path] = []  # the lock this process holds (a second flock on it would wait for itself)
+
+
 @contextlib.contextmanager
 def one_cli_run(instance: DagsterInstance, say: Callable[[str], None] = print, poll: float = 1.0) -> Iterator[None]:
     """One `acrm run` or `acrm backfill` at a time per DAGSTER_HOME: a lock file the kernel releases when the
     process ends however it ends (so a killed run never leaves it held)."""
     root = instance.root_directory if not instance.is_ephemeral else None
-    if root is None:
+    if root is None or _held:  # nothing to share, or held already by this process (a backfill's days)
         yield
         return
     path = Path(root) / ".acrm-run.lock"
@@ -156,9 +196,11 @@ def one_cli_run(instance: DagsterInstance, say: Callable[[str], None] = print, p
         lock.truncate()
         lock.write(f"pid {os.getpid()}")
         lock.flush()
+        _held.append(path)
         try:
             yield
         finally:
+            _held.remove(path)
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 

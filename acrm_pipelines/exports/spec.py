@@ -232,7 +232,7 @@ class Export(Strict):
     @classmethod
     def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         for name in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", name):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
                 raise ValueError(f"output field {name!r}: use letters, digits and _")
         reserved = [n for n in value if n.lower().startswith("acrm_")]
         if reserved:

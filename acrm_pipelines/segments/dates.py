@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 from acrm_pipelines.segments.spec import Window
 
-RELATIVE_RE = re.compile(r"^(today|[+-][0-9]{1,5}[dwMy])$")
+RELATIVE_RE = re.compile(r"today|[+-][0-9]{1,5}[dwMy]")
 MONTH_DAY_RE = re.compile(r"^([0-9]{2})-([0-9]{2})$")
 
 
@@ -35,7 +35,7 @@ def relative(value: str, as_of: date) -> date:
 
 
 def is_relative(value: object) -> bool:
-    return isinstance(value, str) and bool(RELATIVE_RE.match(value))
+    return isinstance(value, str) and bool(RELATIVE_RE.fullmatch(value))
 
 
 def parse_date(value: object, as_of: date | None = None) -> date | None:

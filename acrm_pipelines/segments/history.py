@@ -14,6 +14,7 @@ evaluated date, so every later date keeps the membership it had.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ def record(
         out = _record(con, evaluation, keys, versions)
         con.commit()
     except BaseException:
-        con.rollback()
+        with contextlib.suppress(duckdb.Error):  # a failed commit has rolled back already
+            con.rollback()
         raise
     state.prune(con)
     return out

@@ -341,7 +341,7 @@ class Split(Strict):
             if len(self.arms) < 2:
                 raise ValueError("arms needs at least two arms")
             for name in self.arms:
-                if not re.match(KEY_PATTERN, name):
+                if not re.fullmatch(KEY_PATTERN, name):
                     raise ValueError(f"arm name {name!r}: use lower-case letters, digits and _")
         return self
 

@@ -67,8 +67,8 @@ def load(
         if bits is None or len(bits) != nbytes or int(np.bitwise_count(bits).sum()) != members:
             continue
         codes = _row(folder, arm_file, arm_row, files) if arm_file else None
-        if arm_file and codes is None:
-            continue
+        if arm_file and (codes is None or codes.dtype != np.int32):
+            continue  # 16-bit codes of earlier versions overflowed past 32,767 arms: rebuilt from the changelog
         out[key] = (bits, json.loads(names) if names else [], codes)
     return out
 
