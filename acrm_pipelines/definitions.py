@@ -12,7 +12,7 @@ from acrm_pipelines.automation.sensors import build_landing_sensor
 from acrm_pipelines.exports.assets import build_exports, load_export_set
 from acrm_pipelines.features.dbt import build_dbt_assets, dbt_resource
 from acrm_pipelines.ingest.assets import raw_assets, raw_checks
-from acrm_pipelines.segments.assets import build_segment_assets, load_segment_set
+from acrm_pipelines.segments.assets import build_segment_assets, keyed_segments, load_segment_set
 from acrm_pipelines.settings import Settings, quiet_telemetry
 
 
@@ -21,9 +21,11 @@ def build_definitions(settings: Settings) -> Definitions:
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     # Invalid segment or export files stop loading here, with every error's file, line and field.
     segment_set = load_segment_set(settings)
-    segments = build_segment_assets(segment_set, partitions)
-    exports, export_checks = build_exports(load_export_set(settings, segment_set), settings, partitions)
-    refresh_jobs, refresh_schedules = build_refresh(segment_set)
+    export_set = load_export_set(settings, segment_set)
+    keyed = keyed_segments(segment_set, {export_set[k].segment.segment for k in export_set.keys})
+    segments = build_segment_assets(segment_set, partitions, keyed)
+    exports, export_checks = build_exports(export_set, settings, partitions)
+    refresh_jobs, refresh_schedules = build_refresh(segment_set, keyed)
     return Definitions(
         assets=[
             *raw_assets(settings, partitions),

@@ -52,10 +52,13 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
     from acrm_pipelines.definitions import build_definitions
 
     graph = build_definitions(settings).resolve_asset_graph()
-    parents = graph.get(AssetKey(["segments", "frozen_or_paused"])).parent_keys
-    assert parents == {AssetKey(["segments", "frozen_buyers"]), AssetKey(["segments", "paused"])}
-    assert AssetKey(["customer_features"]) in graph.get(AssetKey(["segments", "buyers"])).parent_keys
-    assert AssetKey(["fct_orders"]) in graph.get(AssetKey(["segments", "recent_buyers"])).parent_keys
+    # Own keys for the segments with a size check (and what they are built from), not for the others;
+    # the set reads every mart a rule reads.
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0].startswith("segment")}
+    assert keys == {"segment_set", "segments/buyers", "segments/frozen_buyers", "segments/paused"}
+    assert graph.get(AssetKey(["segments", "buyers"])).parent_keys == {AssetKey(["customer_features"])}
+    reads = {AssetKey(["customer_features"]), AssetKey(["fct_orders"]), AssetKey(["fct_order_lines"])}
+    assert graph.get(AssetKey(["segment_set"])).parent_keys == reads  # purchases: orders and their lines
 
     instance = DagsterInstance.ephemeral()
     day1 = run_pipeline(settings, "2024-03-09", instance)
@@ -81,6 +84,17 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
     assert metadata["frozen_since"].value == "2024-03-09"
     assert event.asset_materialization.partition == "2024-03-10"
     assert instance.get_latest_materialization_event(AssetKey(["segments", "paused"])) is None
+    # The set: one materialization a partition with every evaluated segment in its table and `<key>.size`.
+    table = instance.get_latest_materialization_event(AssetKey(["segment_set"])).asset_materialization.metadata
+    rows = {r.data["segment"]: r.data for r in table["table"].value.records}
+    assert set(rows) == {"buyers", "frozen_buyers", "frozen_or_paused", "recent_buyers"}
+    assert (rows["recent_buyers"]["size"], rows["recent_buyers"]["entered"], rows["recent_buyers"]["exited"]) == (
+        1,
+        1,
+        1,
+    )
+    assert rows["frozen_buyers"]["note"] == "frozen since 2024-03-09"
+    assert table["frozen_or_paused.size"].value == 2 and table["segments"].value == 4
 
 
 def test_segments_refuse_features_of_another_date(tmp_path: Path) -> None:
@@ -105,7 +119,7 @@ def test_segments_refuse_features_of_another_date(tmp_path: Path) -> None:
         partition_key="2024-03-09",
         instance=instance,
         raise_on_error=False,
-        asset_selection=[AssetKey(["segments", "buyers"])],
+        asset_selection=[AssetKey(["segment_set"])],
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)

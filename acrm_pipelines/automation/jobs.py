@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
@@ -59,9 +60,10 @@ def refresh_job_name(hours: int) -> str:
     return f"acrm_refresh_{hours}h"
 
 
-def build_refresh(segments: SegmentSet) -> tuple[list, list[ScheduleDefinition]]:
+def build_refresh(segments: SegmentSet, keyed: Sequence[str]) -> tuple[list, list[ScheduleDefinition]]:
     """Per `refresh: Nh` in the segment YAML: a job for the marked segments and their exports, and a
-    schedule running it every N hours for today's partition (stopped until switched on in the UI)."""
+    schedule running it every N hours for today's partition (stopped until switched on in the UI).
+    `keyed` are the segments with an asset key of their own (marked ones among them)."""
     by_hours: dict[int, list[str]] = {}
     for key in segments.order:
         hours = segments[key].refresh_hours
@@ -70,7 +72,7 @@ def build_refresh(segments: SegmentSet) -> tuple[list, list[ScheduleDefinition]]
     jobs, schedules = [], []
     for hours, keys in sorted(by_hours.items()):
         marked = AssetSelection.assets(*[segment_key(k) for k in keys])
-        unmarked = AssetSelection.assets(*[segment_key(k) for k in segments.order if k not in keys])
+        unmarked = AssetSelection.assets(*[segment_key(k) for k in keyed if k not in keys])
         # What the marked segments read (load, features, the segments they are built from), themselves,
         # and their exports; not the other segments built on them.
         selection = marked.upstream() | (marked.downstream(depth=1) - unmarked)

@@ -201,6 +201,9 @@ def _run_and_summarize(
         if name.startswith("raw_"):
             summary.loaded[name[4:]] = int(mat.metadata["rows_loaded"].value)
             summary.quarantined[name[4:]] = int(mat.metadata["rows_quarantined"].value)
+        elif name == "segment_set":  # every evaluated segment, in one table (segments/assets.py)
+            for row in mat.metadata["table"].value.records:
+                summary.segments[row.data["segment"]] = (row.data["size"], row.data["entered"], row.data["exited"])
         elif name.startswith("segments/"):
             m = mat.metadata
             summary.segments[name.split("/", 1)[1]] = (m["size"].value, m["entered"].value, m["exited"].value)
@@ -210,7 +213,7 @@ def _run_and_summarize(
         if event.event_type_value == "ASSET_OBSERVATION":
             observation = event.event_specific_data.asset_observation
             if "evaluation_error" in observation.metadata:
-                key = observation.asset_key.path[-1]
+                key = observation.metadata["segment"].value
                 summary.segments_failed[key] = observation.metadata["evaluation_error"].value
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data

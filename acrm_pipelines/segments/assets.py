@@ -1,13 +1,22 @@
-"""Segments as Dagster assets: one asset key per segment, all produced by one subsettable multi-asset.
+"""Segments as Dagster assets, produced by one subsettable multi-asset.
 
 Evaluating the selected segments of a partition is one step: one wide scan and batched predicates
-(evaluate.py), then one write of the history (history.py). Each segment keeps its own key, lineage
-(rules depend on the feature marts they read, composites on their inputs) and metadata (size,
-entered, exited — numeric, so the UI plots them over time).
+(evaluate.py), then one write of the history (history.py).
+
+Dagster's bookkeeping costs ~26 ms per materialized asset key on its SQLite storage (bench/dagster_bookkeeping.py),
+so one key per segment made 1,000 segments cost ~26 s a partition and 5,000 over two minutes, for an engine
+that needs seconds. So (docs/architecture.md, "Segments and Dagster"):
+- `segment_set` is every segment: one materialization a partition whose metadata has each segment's size
+  as `<key>.size` (plotted over time by the UI) and a table of size, entered, exited and arms per segment;
+  it depends on the feature marts the rules read.
+- A segment has its own asset key `segments/<key>` (lineage, size metadata, checks) when something
+  consumes it: an export reads it, it is refreshed every N hours, it has a size check — and so do the
+  segments those are built from. Tens of keys, not thousands.
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
+from collections.abc import Sequence
 from datetime import date
 
 from dagster import (
@@ -22,6 +31,9 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     multi_asset,
 )
 from dagster_duckdb import DuckDBResource
@@ -68,19 +80,45 @@ def _facts(cond) -> set[str]:
     return set()
 
 
-def _deps(seg: Segment) -> list[AssetKey]:
-    deps = [segment_key(r) for r in seg.refs]
+def _reads(seg: Segment) -> list[AssetKey]:
+    """The feature marts a segment's own rules and split read."""
+    deps = []
     if seg.rules is not None or (seg.split is not None and seg.split.by_field):
         deps.append(AssetKey(["customer_features"]))
         deps += [AssetKey([f]) for f in sorted(_facts(seg.rules))] if seg.rules is not None else []
     return deps
 
 
+SET_KEY = AssetKey(["segment_set"])
+TABLE_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("segment", "string"),
+        TableColumn("file", "string"),
+        TableColumn("size", "int"),
+        TableColumn("entered", "int"),
+        TableColumn("exited", "int"),
+        TableColumn("arms", "int"),
+        TableColumn("note", "string"),
+    ]
+)
+
+
+def keyed_segments(segments: SegmentSet, consumed: set[str]) -> list[str]:
+    """The segments with their own asset key: `consumed` (what the exports read), those refreshed every N
+    hours or with a size check, and every segment those are built from (so their lineage is whole)."""
+    roots = [
+        k
+        for k in segments.order
+        if k in consumed or segments[k].refresh_hours is not None or segments[k].size_alert is not None
+    ]
+    return segments.closure(roots)
+
+
 def _spec(seg: Segment, file: str) -> AssetSpec:
     kind = "static" if seg.type == "static" else "dynamic"
     return AssetSpec(
         key=segment_key(seg.key),
-        deps=_deps(seg),
+        deps=[segment_key(r) for r in seg.refs] + _reads(seg),
         group_name=GROUP,
         description=seg.title or seg.description or f"segment {seg.key}",
         skippable=True,
@@ -88,6 +126,32 @@ def _spec(seg: Segment, file: str) -> AssetSpec:
         tags={"acrm/segment_type": kind, "acrm/active": str(seg.active).lower()},
         metadata={"definition_file": file, "version": seg.version()},
     )
+
+
+def _set_spec(segments: SegmentSet) -> AssetSpec:
+    reads = sorted({key for k in segments.order for key in _reads(segments[k])}, key=lambda a: a.to_string())
+    files = sorted({segments.definitions[k].file for k in segments.order})
+    return AssetSpec(
+        key=SET_KEY,
+        deps=reads,
+        group_name=GROUP,
+        description=f"Every segment ({len(segments)} in {len(files)} files), evaluated together: each segment's "
+        "size in the metadata as `<key>.size`, and a table of size, entered, exited and arms (docs/segments.md).",
+        skippable=True,
+        kinds={"duckdb"},
+        metadata={"segments": MetadataValue.int(len(segments)), "definition_files": MetadataValue.json(files)},
+    )
+
+
+def _set_result(rows: list[dict], failed: dict[str, str]) -> MaterializeResult:
+    metadata: dict = {
+        "segments": MetadataValue.int(len(rows)),
+        "failed": MetadataValue.int(len(failed)),
+        "table": MetadataValue.table([TableRecord(r) for r in rows], schema=TABLE_SCHEMA),
+    }
+    for r in rows:
+        metadata[f"{r['segment']}.size"] = MetadataValue.int(r["size"])
+    return MaterializeResult(asset_key=SET_KEY, metadata=metadata)
 
 
 def _frozen(seg: Segment, dates: list[date], as_of: date) -> date | None:
@@ -142,10 +206,13 @@ def _size_check_skipped(key: str, note: str) -> AssetCheckResult:
     return AssetCheckResult(asset_key=segment_key(key), check_name=SIZE_CHECK, passed=True, metadata={"note": note})
 
 
-def build_segment_assets(segments: SegmentSet, partitions_def):
+def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[str] = ()):
+    """The multi-asset: `segment_set` and an asset key for each of `keyed` (see keyed_segments)."""
     if not len(segments):
         return None
-    specs = [_spec(segments[k], segments.definitions[k].file) for k in segments.order]
+    keyed_set = set(keyed)
+    specs = [_set_spec(segments)]
+    specs += [_spec(segments[k], segments.definitions[k].file) for k in segments.order if k in keyed_set]
     check_specs = [
         AssetCheckSpec(
             SIZE_CHECK,
@@ -154,7 +221,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             f"{segments[k].size_alert.max_ratio}× against the previous evaluation (warns)",
         )
         for k in segments.order
-        if segments[k].size_alert is not None
+        if segments[k].size_alert is not None and k in keyed_set
     ]
 
     @multi_asset(
@@ -169,7 +236,8 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
     )
     def _segments(context: AssetExecutionContext, duckdb: DuckDBResource):
         as_of = date.fromisoformat(context.partition_key)
-        selected = [k for k in segments.order if segment_key(k) in context.selected_asset_keys]
+        whole = SET_KEY in context.selected_asset_keys
+        selected = [k for k in segments.order if whole or segment_key(k) in context.selected_asset_keys]
         needed = segments.closure(selected)
         with duckdb.get_connection() as con:
             built = con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
@@ -204,12 +272,17 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
             f"{len(needed)} segments evaluated together for {as_of} "
             + ", ".join(f"{name} {secs:.2f}s" for name, secs in evaluation.timings.items())
         )
+        rows: list[dict] = []
         for k in selected:
             seg = segments[k]
+            own = k in keyed_set and segment_key(k) in context.selected_asset_keys
+            file = segments.definitions[k].file
             if k in evaluation.failed:  # not materialized: its exports are skipped, the other segments go on
-                where = f"{segments.definitions[k].file}: {evaluation.failed[k]}"
+                where = f"{file}: {evaluation.failed[k]}"
                 context.log.error(f"segment {k} could not be evaluated: {where}")
-                yield AssetObservation(asset_key=segment_key(k), metadata={"evaluation_error": where})
+                yield AssetObservation(
+                    asset_key=segment_key(k) if own else SET_KEY, metadata={"segment": k, "evaluation_error": where}
+                )
                 continue
             unchecked = (
                 k not in checked and AssetCheckKey(segment_key(k), SIZE_CHECK) in context.selected_asset_check_keys
@@ -220,10 +293,19 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
                     yield _size_check_skipped(k, "inactive: not evaluated")
                 continue
             rec = recorded.get(k)
+            arms = evaluation.arm_sizes(k)
+            note = f"frozen since {dates[k][0]}" if rec is None else ""
+            size, entered, exited = evaluation.size(k), rec.entered if rec else 0, rec.exited if rec else 0
+            rows.append(
+                {"segment": k, "file": file, "size": size, "entered": entered, "exited": exited}
+                | {"arms": len(arms), "note": note}
+            )
+            if not own:
+                continue
             metadata = {
-                "size": MetadataValue.int(evaluation.size(k)),
-                "entered": MetadataValue.int(rec.entered if rec else 0),
-                "exited": MetadataValue.int(rec.exited if rec else 0),
+                "size": MetadataValue.int(size),
+                "entered": MetadataValue.int(entered),
+                "exited": MetadataValue.int(exited),
                 "version": seg.version(),
                 "type": seg.type,
                 "evaluated_with": MetadataValue.int(len(needed)),
@@ -232,7 +314,6 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
                 metadata["frozen_since"] = str(dates[k][0])
             if rec and rec.previous:
                 metadata["previous_evaluation"] = str(rec.previous)
-            arms = evaluation.arm_sizes(k)
             if arms:
                 metadata["arms_count"] = MetadataValue.int(len(arms))
             if arms and (seg.split is None or seg.split.by_field is None or len(arms) <= MAX_ARMS_SHOWN):
@@ -244,5 +325,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def):
                 yield _size_check(k, seg, evaluation.size(k), previous.get(k))
             elif unchecked:
                 yield _size_check_skipped(k, "frozen: not re-evaluated")
+        if whole:
+            yield _set_result(rows, evaluation.failed)
 
     return _segments
