@@ -130,29 +130,20 @@ def test_killed_at_every_stage_then_rerun_equals_a_clean_run(tmp_path: Path, lan
         assert after[part] == clean[part], part
 
 
+def _start(env: dict[str, str]) -> subprocess.Popen:
+    args = [sys.executable, "-m", "tests.crash_run", "none", AS_OF]
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_sigterm_stops_a_waiting_run_and_frees_nothing_it_does_not_hold(tmp_path: Path, landing: Path) -> None:
     """A second `acrm run` on the same DAGSTER_HOME waits for the first, says so, and stops on SIGTERM."""
     env = _env(tmp_path, landing)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_run", "none", AS_OF],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _start(env)
     lock = Path(env["DAGSTER_HOME"]) / ".acrm-run.lock"
     deadline = time.monotonic() + 60
     while f"pid {first.pid}" not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
         time.sleep(0.1)
-    second = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_run", "none", AS_OF],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    second = _start(env)
     try:
         waited = ""
         deadline = time.monotonic() + 60

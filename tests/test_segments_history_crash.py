@@ -25,19 +25,12 @@ from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.history import record
 from acrm_pipelines.segments.validate import load_segments
 from tests.segment_fixtures import make_marts, segment_set
+from tests.test_segments_history import SEGMENTS  # big, and ab split from it
 
 # Children start from a server process that has imported the engine once: ~0.1 s a child, not ~2 s.
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["acrm_pipelines.segments.history", "tests.test_segments_history_crash"])
 
-SEGMENTS = """\
-key: big
-rules: {field: total_amount, op: ">=", value: 100}
----
-key: ab
-from: {union: [big]}
-split: {arms: {a: 50, b: 50}, salt: s}
-"""
 D1, D2 = date(2024, 1, 1), date(2024, 1, 2)
 DAY1 = {f"c{i:03d}": (i * 37) % 250 for i in range(300)}
 DAY2 = {**{f"c{i:03d}": (i * 53) % 250 for i in range(300)}, "new1": 500, "new2": 5}

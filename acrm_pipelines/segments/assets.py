@@ -41,7 +41,7 @@ from dagster_duckdb import DuckDBResource
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
-from acrm_pipelines.segments.history import ensure_tables, evaluated_dates, fixed_membership, record
+from acrm_pipelines.segments.history import ensure_tables, evaluated_dates_of, fixed_membership, record
 from acrm_pipelines.segments.spec import AllGroup, AnyGroup, BehaviourCondition, NotGroup, Segment
 from acrm_pipelines.segments.validate import SegmentSet, load_segments
 from acrm_pipelines.settings import REPO_ROOT, Settings
@@ -247,7 +247,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
                     f"{as_of} first (run the whole job for this partition)"
                 )
             ensure_tables(con)
-            dates = {k: evaluated_dates(con, k) for k in needed}
+            dates = evaluated_dates_of(con, needed)
             frozen = {k: day for k in needed if (day := _frozen(segments[k], dates[k], as_of)) is not None}
             fixed = {k: fixed_membership(con, k, day) if day != date.min else Fixed([]) for k, day in frozen.items()}
             evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed)

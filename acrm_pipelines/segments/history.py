@@ -397,10 +397,20 @@ def _record_general(
 
 
 def evaluated_dates(con: duckdb.DuckDBPyConnection, key: str) -> list[date]:
-    if not _exists(con):
-        return []
-    rows = con.execute(f"SELECT as_of FROM {SCHEMA}.evaluations WHERE segment_key = ? ORDER BY 1", [key]).fetchall()
-    return [r[0] for r in rows]
+    return evaluated_dates_of(con, [key])[key]
+
+
+def evaluated_dates_of(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, list[date]]:
+    """The evaluated dates of each of `keys`, oldest first, in one query (not one per segment)."""
+    out: dict[str, list[date]] = {k: [] for k in keys}
+    if not _exists(con) or not keys:
+        return out
+    rows = con.execute(
+        f"SELECT segment_key, list(as_of ORDER BY as_of) FROM {SCHEMA}.evaluations WHERE {IN_KEYS} GROUP BY 1",
+        [list(keys)],
+    ).fetchall()
+    out.update(dict(rows))
+    return out
 
 
 def members_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[tuple[str, str | None]]:
