@@ -10,14 +10,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import duckdb
 from dagster import DagsterInstance, Definitions
 from dagster._core.utils import make_new_run_id
 
 from acrm_pipelines.automation.jobs import DAILY_JOB
-from acrm_pipelines.automation.runs import free_slots, one_cli_run, process_tags, reap_dead_runs, wait_for_pool
+from acrm_pipelines.automation.runs import (
+    child_pids,
+    free_slots,
+    one_cli_run,
+    process_tags,
+    reap_dead_runs,
+    wait_for_pool,
+)
 from acrm_pipelines.settings import Settings
 
 
@@ -73,17 +79,7 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _children() -> list[int]:
-    """Processes started by this one (dbt)."""
-    me, out = str(os.getpid()), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            out.append(int(stat.parent.name))
-    return out
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _interruptible(instance: DagsterInstance, run_id: str, execute):
@@ -121,13 +117,10 @@ def _interruptible(instance: DagsterInstance, run_id: str, execute):
     return outcome["result"]
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 def _stop(instance: DagsterInstance, run_id: str, signum: int) -> None:
     name = signal.Signals(signum).name
     say(f"acrm: {name}: stopping run {run_id}")
-    for pid in _children():
+    for pid in child_pids():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     run = instance.get_run_by_id(run_id)

@@ -47,6 +47,12 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def child_pids() -> list[int]:
+    """The processes this one started (dbt), from the parent pid of every /proc entry."""
+    me = str(os.getpid())
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if (f := _stat(int(p.name))) and f[1] == me]
+
+
 def _proc_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
     fields = _stat(pid)
