@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -86,14 +87,31 @@ def _segment(settings: Settings, key: str):
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    """Segments of PATH… (default ACRM_SEGMENTS_DIR); with no PATH also the exports of ACRM_EXPORTS_DIR."""
-    segments = _segments(settings, args.paths)
-    levels = segments.levels()
-    print(f"{len(segments)} segments valid ({len(levels)} dependency levels)")
-    if not args.paths and settings.exports_dir.exists():
-        from acrm_pipelines.exports.assets import load_export_set
+    """The segments and exports of PATH… (default: all of ACRM_SEGMENTS_DIR and ACRM_EXPORTS_DIR), each checked
+    with the whole project; errors and warnings as file:line: field: message on stderr."""
+    from acrm_pipelines.segments.validate import validate_project
+    from acrm_pipelines.settings import REPO_ROOT
 
-        print(f"{len(load_export_set(settings, segments))} exports valid")
+    report = validate_project(settings, [Path(p) for p in args.paths], root=REPO_ROOT)
+    for problem in sorted([*report.errors, *report.warnings], key=lambda e: (e.file, e.line, e.field)):
+        print(problem, file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if report.elsewhere:
+        print(
+            f"note: {report.elsewhere} error(s) in other files of the project (`acrm validate` lists them)",
+            file=sys.stderr,
+        )
+    if report.errors or (args.strict and report.warnings):
+        print(f"acrm validate: {len(report.errors)} error(s), {len(report.warnings)} warning(s)", file=sys.stderr)
+        return 1
+    levels = report.segments.levels()
+    if report.checked["segments"] or not args.paths:
+        print(f"{report.checked['segments']} segments valid ({len(levels)} dependency levels in the project)")
+    if report.checked["exports"] or not args.paths:
+        print(f"{report.checked['exports']} exports valid")
+    if report.warnings:
+        print(f"{len(report.warnings)} warning(s) (filter values the loaded data does not hold; see stderr)")
     return 0
 
 
@@ -106,34 +124,53 @@ def _read_only(settings: Settings):
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    from acrm_pipelines.features.history import FeaturesNotBuilt, current_day, day_to_read
     from acrm_pipelines.segments.catalogue import load_catalogue
     from acrm_pipelines.segments.compile import explain_sql
 
     segments = _segment(settings, args.key)
     as_of = _as_of(args.as_of) if args.as_of else date.today() - timedelta(days=1)
-    print(explain_sql(args.key, segments, load_catalogue(settings.duckdb_path), as_of, dialect=args.dialect))
+    day = None
+    if settings.duckdb_path.exists():
+        with _read_only(settings) as con:
+            with contextlib.suppress(FeaturesNotBuilt):  # nothing built yet: the SQL reads the current table
+                day = day_to_read(con, as_of)
+            if day == current_day(con):
+                day = None
+    if day is not None and args.dialect != "duckdb":
+        print(
+            f"note: the features of {day} are in DuckDB's history only; this SQL reads the current ones",
+            file=sys.stderr,
+        )
+        day = None
+    catalogue = load_catalogue(settings.duckdb_path)
+    print(explain_sql(args.key, segments, catalogue, as_of, dialect=args.dialect, features_day=day))
     return 0
 
 
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate without saving anything: count, arms, a sample, time taken."""
+    from acrm_pipelines.features.history import features_on
     from acrm_pipelines.segments.evaluate import evaluate
 
     segments = _segment(settings, args.key)
     as_of = _as_of(args.as_of)
     started = time.monotonic()
     with _read_only(settings) as con:
-        built = con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
-        result = evaluate(con, segments, as_of, keys=[args.key])
+        features = features_on(con, as_of)
+        result = evaluate(con, segments, as_of, keys=[args.key], features=features.relation)
         sample = result.members(args.key)[: args.sample]
         columns = ["customer_id", "first_name", "city", "orders_count", "total_amount", "recency_days", "rfm_segment"]
+        relation = ".".join(features.relation)
         rows = con.execute(
-            f"SELECT {', '.join(columns)} FROM marts.customer_features WHERE customer_id IN (SELECT unnest(?)) "
-            "ORDER BY customer_id",
+            f"SELECT {', '.join(columns)} FROM {relation} WHERE customer_id IN (SELECT unnest(?)) ORDER BY customer_id",
             [sample],
         ).fetchall()
-    if built != as_of:
-        print(f"note: features in the DuckDB file are as of {built}; behaviour windows are cut at {as_of}")
+    if features.day != as_of:
+        print(
+            f"note: the latest features built on or before {as_of} are of {features.day}; "
+            f"behaviour windows are cut at {as_of}"
+        )
     print(
         f"{args.key} as of {as_of}: {result.size(args.key):,} of {result.n:,} customers "
         f"({time.monotonic() - started:.2f} s, nothing saved)"
@@ -243,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.set_defaults(handler=_backfill)
 
     validate = sub.add_parser("validate", help="check segment definitions; every error with file, line and field")
-    validate.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default ACRM_SEGMENTS_DIR)")
+    validate.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or folders (default: the segment and export folders)"
+    )
+    validate.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     validate.set_defaults(handler=_validate)
 
     explain = sub.add_parser("explain", help="print a segment's SQL")
@@ -300,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(str(err), file=sys.stderr)
             print(f"acrm {args.command}: {len(err.errors)} error(s)", file=sys.stderr)
             return 1
-        if isinstance(err, RunFailed | LoadError | ValueError | FileNotFoundError | duckdb.Error):
+        if isinstance(err, RunFailed | LoadError | ValueError | LookupError | FileNotFoundError | duckdb.Error):
             print(f"acrm {args.command}: {err}", file=sys.stderr)
             return 1
         raise

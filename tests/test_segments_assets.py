@@ -123,4 +123,4 @@ def test_segments_refuse_features_of_another_date(tmp_path: Path) -> None:
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "marts.customer_features is as of 2024-03-10, not 2024-03-09" in failure.event_specific_data.error.message
+    assert "the features of 2024-03-09 were not built (built: 2024-03-10)" in failure.event_specific_data.error.message

@@ -39,6 +39,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
+from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
 from acrm_pipelines.segments.history import ensure_tables, evaluated_dates_of, fixed_membership, record
@@ -240,17 +241,15 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
         selected = [k for k in segments.order if whole or segment_key(k) in context.selected_asset_keys]
         needed = segments.closure(selected)
         with duckdb.get_connection() as con:
-            built = con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
-            if built != as_of:  # e.g. a segments-only run after another date's features were built
-                raise Failure(
-                    f"marts.customer_features is as of {built}, not {as_of}: materialize the features for "
-                    f"{as_of} first (run the whole job for this partition)"
-                )
+            try:  # a segments-only run of another day than the last features build reads that day's history
+                features = features_on(con, as_of, exact=True)
+            except FeaturesNotBuilt as err:
+                raise Failure(f"{err} (materialize the features for this partition first)") from err
             ensure_tables(con)
             dates = evaluated_dates_of(con, needed)
             frozen = {k: day for k in needed if (day := _frozen(segments[k], dates[k], as_of)) is not None}
             fixed = {k: fixed_membership(con, k, day) if day != date.min else Fixed([]) for k, day in frozen.items()}
-            evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed)
+            evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed, features=features.relation)
             to_record = [k for k in selected if k not in fixed and k not in evaluation.failed]
             versions = {k: segments[k].version() for k in to_record}
             recorded = record(con, evaluation, to_record, versions)

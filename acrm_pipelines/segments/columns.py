@@ -46,7 +46,12 @@ class Rows:
     row_index: np.ndarray
 
 
-def build_rows(con: duckdb.DuckDBPyConnection, features: set[str], missing: frozenset[str]) -> Rows:
+def build_rows(
+    con: duckdb.DuckDBPyConnection,
+    features: set[str],
+    missing: frozenset[str],
+    relation: tuple[str, str] = FEATURES,
+) -> Rows:
     """Create `_acrm_rows` (row order: customer index, then new customers by id) with the features read."""
     has_index = con.execute(
         "SELECT count(*) FROM information_schema.tables "
@@ -67,7 +72,7 @@ def build_rows(con: duckdb.DuckDBPyConnection, features: set[str], missing: froz
             for name in sorted(features - {KEY})
         ],
     ]
-    query = exp.select(*projections).from_(table(*FEATURES, alias=f))
+    query = exp.select(*projections).from_(table(*relation, alias=f))
     if has_index:
         query = query.join(table("segments", "customer_index", alias="i"), using=[KEY], join_type="left")
     query = query.order_by(exp.column(ROW, quoted=True))

@@ -404,5 +404,19 @@ def _reduce(op, queries: list[exp.Query]) -> exp.Query:
     return out
 
 
-def explain_sql(key: str, segments, catalogue: Catalogue, as_of: date, dialect: str = "duckdb") -> str:
-    return segment_select(key, segments, catalogue, as_of).sql(dialect=dialect, pretty=True)
+def explain_sql(
+    key: str, segments, catalogue: Catalogue, as_of: date, dialect: str = "duckdb", features_day: date | None = None
+) -> str:
+    """The segment as one query; with `features_day`, reading that built day's features from the history
+    (`marts.customer_features_on(day)`, a DuckDB table macro) instead of the current table."""
+    query = segment_select(key, segments, catalogue, as_of)
+    if features_day is not None:
+        on_day = exp.Anonymous(this="customer_features_on", expressions=[literal(features_day)])
+
+        def past(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Table) and (node.db, node.name) == FEATURES:
+                return exp.Table(this=on_day.copy(), db=exp.to_identifier(FEATURES[0]), alias=node.args.get("alias"))
+            return node
+
+        query = query.transform(past)
+    return query.sql(dialect=dialect, pretty=True)

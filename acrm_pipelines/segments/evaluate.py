@@ -27,7 +27,7 @@ from sqlglot import exp
 from acrm_pipelines.segments.atoms import Atoms, Plan
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
-from acrm_pipelines.segments.compile import WIDE, Compiler, bucket, col
+from acrm_pipelines.segments.compile import FEATURES, WIDE, Compiler, bucket, col
 from acrm_pipelines.segments.validate import SegmentSet
 
 
@@ -111,8 +111,13 @@ def evaluate(
     as_of: date,
     keys: Sequence[str] | None = None,
     fixed: dict[str, Fixed] | None = None,
+    features: tuple[str, str] = FEATURES,
 ) -> Evaluation:
-    """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date."""
+    """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date.
+
+    `features` is the relation holding each customer's features (acrm_pipelines.features.history
+    `features_on` gives it for a past day).
+    """
     fixed = fixed or {}
     started = time.perf_counter()
     order = segments.closure(list(keys) if keys is not None else segments.order)
@@ -143,7 +148,7 @@ def evaluate(
     con.execute("SET preserve_insertion_order = true")
     try:
         good = [k for k in order if k not in failed]
-        result = _evaluate_rows(con, segments, good, comp, atoms, plans, missing, fixed, as_of)
+        result = _evaluate_rows(con, segments, good, comp, atoms, plans, missing, fixed, as_of, features)
         result.failed = failed
     finally:
         drop_rows(con)
@@ -162,10 +167,11 @@ def _evaluate_rows(
     missing: frozenset[str],
     fixed: dict[str, Fixed],
     as_of: date,
+    features: tuple[str, str],
 ) -> Evaluation:
     """The steps over `_acrm_rows`: rows, leaves and aggregates, then each segment from its parts."""
     started = time.perf_counter()
-    rows = build_rows(con, comp.features, missing)
+    rows = build_rows(con, comp.features, missing, features)
     result = Evaluation(as_of, rows.ids, rows.row_index)
     result.timings["rows_s"] = time.perf_counter() - started
 

@@ -40,3 +40,34 @@
 {% macro quote_identifier(name) -%}
     "{{ name | replace('"', '""') }}"
 {%- endmacro %}
+
+{# The features that move with the calendar alone. History (customer_features_history) stores what they are
+   computed from, and reading a past day (customer_features_on) computes them again for that day. #}
+{% macro age_on(birth_date, day) -%}
+    cast(
+        extract(year from {{ day }}) - extract(year from {{ birth_date }})
+        - case
+            when extract(month from {{ day }}) * 100 + extract(day from {{ day }})
+                < extract(month from {{ birth_date }}) * 100 + extract(day from {{ birth_date }})
+            then 1 else 0
+        end
+    as integer)
+{%- endmacro %}
+
+{% macro tenure_days_on(registered_at, day) -%}
+    cast({{ dbt.datediff('cast(' ~ registered_at ~ ' as date)', day, 'day') }} as integer)
+{%- endmacro %}
+
+{% macro recency_days_on(last_order_date, day) -%}
+    cast({{ dbt.datediff(last_order_date, day, 'day') }} as integer)
+{%- endmacro %}
+
+{# Column name -> expression for the day-derived features, given the day and the relation alias. #}
+{% macro calendar_features(day, alias) -%}
+    {{ return({
+        'as_of': day,
+        'age': age_on(alias ~ '.birth_date', day),
+        'tenure_days': tenure_days_on(alias ~ '.registered_at', day),
+        'recency_days': recency_days_on(alias ~ '.last_order_date', day),
+    }) }}
+{%- endmacro %}

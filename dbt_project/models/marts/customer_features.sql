@@ -34,14 +34,7 @@ select
     customers.last_name,
     customers.gender,
     customers.birth_date,
-    cast(
-        extract(year from {{ as_of() }}) - extract(year from customers.birth_date)
-        - case
-            when extract(month from {{ as_of() }}) * 100 + extract(day from {{ as_of() }})
-                < extract(month from customers.birth_date) * 100 + extract(day from customers.birth_date)
-            then 1 else 0
-        end
-    as integer) as age,
+    {{ age_on('customers.birth_date', as_of()) }} as age,
     customers.email,
     customers.phone_e164 as phone,
     customers.phone_region,
@@ -50,7 +43,7 @@ select
     customers.region,
     customers.country,
     customers.registered_at,
-    cast({{ dbt.datediff('cast(customers.registered_at as date)', as_of(), 'day') }} as integer) as tenure_days,
+    {{ tenure_days_on('customers.registered_at', as_of()) }} as tenure_days,
     customers.tags,
     customers.consent_email,
     customers.consent_sms,
@@ -60,7 +53,7 @@ select
     cast(orders.total_amount / nullif(orders.orders_count, 0) as decimal(18, 2)) as avg_order_value,
     orders.first_order_date,
     orders.last_order_date,
-    cast({{ dbt.datediff('orders.last_order_date', as_of(), 'day') }} as integer) as recency_days,
+    {{ recency_days_on('orders.last_order_date', as_of()) }} as recency_days,
     cast(coalesce(orders.cancelled_count, 0) as integer) as cancelled_count,
     cast(coalesce(orders.returned_count, 0) as integer) as returned_count,
     cast(coalesce(orders.orders_30d, 0) as integer) as orders_30d,
