@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+from acrm_pipelines.yaml_specs import KEY_PATTERN  # kept with the reader, which words it plainly
+
 WINDOW_RE = re.compile(r"^([1-9][0-9]{0,11})([hdwMy])$")  # long counts get the limit's message below
 # The longest window and the furthest relative date (`-30d`), per unit: 100 years. Counted from any
 # as-of date in 1900..2200 the result stays inside Python's calendar (years 1..9999), so a definition
@@ -351,6 +352,12 @@ class Split(Strict):
         return dict(self.arms or {})
 
 
+def _refresh(value: str) -> str:
+    if not re.fullmatch(r"([1-9]|1[0-9]|2[0-3])h", value):
+        raise ValueError(f"expected a number of hours from 1h to 23h (e.g. 4h), got {value!r}")
+    return value
+
+
 class SizeAlert(Strict):
     """Warn (an asset check) when the size changes by more than `max_ratio` against the previous evaluation."""
 
@@ -369,7 +376,7 @@ class Segment(Strict):
     split: Split | None = None
     size_alert: SizeAlert | None = None
     # Re-evaluate (with its exports) every N hours during the day, for today's partition: `refresh: 4h`.
-    refresh: Annotated[str, Field(pattern=r"^([1-9]|1[0-9]|2[0-3])h$")] | None = None
+    refresh: Annotated[str, AfterValidator(_refresh)] | None = None
 
     @property
     def refresh_hours(self) -> int | None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import calendar
+import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from acrm_pipelines.segments.catalogue import Catalogue, Kind
 from acrm_pipelines.segments.dates import is_relative, month_day, parse_date
@@ -13,11 +19,25 @@ from acrm_pipelines.segments.spec import (
     AllGroup,
     AnyGroup,
     BehaviourCondition,
+    Condition,
     FieldCondition,
     NotGroup,
     Segment,
+    SetSource,
+    Split,
 )
-from acrm_pipelines.yaml_specs import DefinitionError, DefinitionErrors, Document, read_definitions
+from acrm_pipelines.yaml_specs import (
+    DefinitionError,
+    DefinitionErrors,
+    Document,
+    did_you_mean,
+    read_definition_files,
+    read_documents,
+    yaml_files,
+)
+
+if TYPE_CHECKING:
+    from acrm_pipelines.settings import Settings
 
 # Discriminator tags pydantic puts into error locations of a condition; not YAML keys.
 CONDITION_TAGS = {"all", "any", "not", "field", "behaviour"}
@@ -30,6 +50,12 @@ OPS_BY_KIND: dict[str, set[str]] = {
 }
 OPS_BY_KIND["timestamp"] = OPS_BY_KIND["date"]
 DATE_LIMITS = ", ".join(f"{MAX_SPAN[unit]:,}{unit}" for unit in "dwMy")  # relative dates have no hours
+ISO_SHAPE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+# Parts of a definition that failed as a whole, checked one by one so that their other errors still show.
+CONDITION: TypeAdapter = TypeAdapter(Condition)
+SET_SOURCE = TypeAdapter(SetSource)
+SPLIT = TypeAdapter(Split)
+KEYS = TypeAdapter(list[str])
 
 
 @dataclass
@@ -102,6 +128,20 @@ def _too_far(values: list) -> str | None:
     return None
 
 
+def _not_a_day(value: Any) -> str | None:
+    """Why a YYYY-MM-DD-shaped value is not a day of the calendar (`2024-13-45`, `2024-02-30`), or None."""
+    match = ISO_SHAPE.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        return None
+    year, month, day = (int(g) for g in match.groups())
+    if not 1 <= month <= 12:
+        return f"{value!r} is not a date: there is no month {month} (months are 01 to 12)"
+    last = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= last:
+        return f"{value!r} is not a date: {calendar.month_name[month]} {year} has {last} days"
+    return f"{value!r} is not a date: write it as YYYY-MM-DD ({year:04d}-{month:02d}-{day:02d})"
+
+
 def _value_errors(cond: FieldCondition, kind: Kind) -> str | None:
     """What is wrong with the value for a field of this kind, or None."""
     if cond.op in ("is_null", "is_not_null"):
@@ -117,6 +157,8 @@ def _value_errors(cond: FieldCondition, kind: Kind) -> str | None:
         return f"expected MM-DD or a relative date like +3d, got {bad[0]!r}" if bad else _too_far(values)
     if kind in ("date", "timestamp"):
         bad = [v for v in values if parse_date(v) is None]
+        if bad and (why := _not_a_day(bad[0])):
+            return why
         return (
             f"expected a date YYYY-MM-DD or a relative date (today, -90d, +3d, -2w, -3M, -1y), got {bad[0]!r}"
             if bad
@@ -134,55 +176,127 @@ def _value_errors(cond: FieldCondition, kind: Kind) -> str | None:
     return None
 
 
-def _check_condition(cond, loc: list, doc: Document, cat: Catalogue, errors: list[DefinitionError]) -> None:
-    if isinstance(cond, AllGroup | AnyGroup):
-        name = "all" if isinstance(cond, AllGroup) else "any"
-        for i, child in enumerate(getattr(cond, name)):
-            _check_condition(child, [*loc, name, i], doc, cat, errors)
-    elif isinstance(cond, NotGroup):
-        _check_condition(cond.not_, [*loc, "not"], doc, cat, errors)
-    elif isinstance(cond, FieldCondition):
-        kind = cat.kind(cond.field)
+Loc = list[str | int]
+
+
+@dataclass
+class _Checker:
+    """Checks that need the catalogue, on whole segments or on the parts of a failed one that do parse."""
+
+    catalogue: Catalogue
+    errors: list[DefinitionError] = field(default_factory=list)
+    # Every behaviour condition met, for the check of filter values against the data (values.py).
+    behaviours: list[tuple[Document, Loc, BehaviourCondition]] = field(default_factory=list)
+
+    def condition(self, cond: Any, loc: Loc, doc: Document) -> None:
+        if isinstance(cond, AllGroup | AnyGroup):
+            name = "all" if isinstance(cond, AllGroup) else "any"
+            for i, child in enumerate(getattr(cond, name)):
+                self.condition(child, [*loc, name, i], doc)
+        elif isinstance(cond, NotGroup):
+            self.condition(cond.not_, [*loc, "not"], doc)
+        elif isinstance(cond, FieldCondition):
+            self.field_condition(cond, loc, doc)
+        elif isinstance(cond, BehaviourCondition):
+            self.behaviours.append((doc, loc, cond))  # its shape is checked by the model
+
+    def feature(self, name: str, loc: Loc, doc: Document) -> Kind | None:
+        kind = self.catalogue.kind(name)
         if kind is None:
-            hint = ", ".join(_close(cond.field, cat.names())) or "see docs/features.md"
-            errors.append(doc.error([*loc, "field"], f"unknown feature {cond.field!r} (did you mean: {hint})"))
+            hint = did_you_mean(name, self.catalogue.names()) or " (see docs/features.md)"
+            self.errors.append(doc.error([*loc, "field"], f"unknown feature {name!r}{hint}"))
+        return kind
+
+    def field_condition(self, cond: FieldCondition, loc: Loc, doc: Document) -> None:
+        kind = self.feature(cond.field, loc, doc)
+        if kind is None:
             return
         if kind != "any" and cond.op not in OPS_BY_KIND.get(kind, set()):
             allowed = ", ".join(sorted(OPS_BY_KIND.get(kind, set())))
-            errors.append(
+            self.errors.append(
                 doc.error([*loc, "op"], f"op {cond.op} does not apply to {cond.field} ({kind}); use {allowed}")
             )
             return
         problem = _value_errors(cond, kind)
         if problem:
-            errors.append(doc.error([*loc, "value"], problem))
-    elif isinstance(cond, BehaviourCondition):
-        return  # shape checked by the model; filter values are free text
+            self.errors.append(doc.error([*loc, "value"], problem))
 
+    def raw_condition(self, raw: Any, loc: Loc, doc: Document) -> None:
+        """A condition of a segment that failed: whole when it parses, else its groups' members one by one."""
+        try:
+            cond = CONDITION.validate_python(raw)
+        except ValidationError:
+            pass  # its own errors are reported already, from the segment's validation
+        else:
+            self.condition(cond, loc, doc)
+            return
+        if not isinstance(raw, dict):
+            return
+        for group in ("all", "any"):
+            if group in raw:
+                for i, child in enumerate(raw[group] if isinstance(raw[group], list) else []):
+                    self.raw_condition(child, [*loc, group, i], doc)
+                return
+        if "not" in raw:
+            self.raw_condition(raw["not"], [*loc, "not"], doc)
+        elif isinstance(raw.get("field"), str):
+            self.feature(raw["field"], loc, doc)  # the op or value is wrong: the name may be too
 
-def _close(name: str, names: list[str]) -> list[str]:
-    import difflib
-
-    return difflib.get_close_matches(name, names, n=3)
-
-
-def _check_segment(defn: Definition, cat: Catalogue, errors: list[DefinitionError]) -> None:
-    seg, doc = defn.segment, defn.doc
-    if seg.rules is not None:
-        _check_condition(seg.rules, ["rules"], doc, cat, errors)
-    if seg.split is not None and seg.split.by_field is not None:
-        kind = cat.kind(seg.split.by_field)
+    def split(self, split: Split, doc: Document) -> None:
+        if split.by_field is None:
+            return
+        kind = self.catalogue.kind(split.by_field)
         if kind is None or kind == "list":
-            errors.append(doc.error(["split", "by_field"], f"unknown or list-valued feature {seg.split.by_field!r}"))
-        elif cat.is_personal(seg.split.by_field):
+            hint = did_you_mean(split.by_field, self.catalogue.names())
+            message = f"unknown or list-valued feature {split.by_field!r}{hint}"
+            self.errors.append(doc.error(["split", "by_field"], message))
+        elif self.catalogue.is_personal(split.by_field):
             # Arm names (the field's values) go into run metadata (arm.<name> sizes) and the history tables.
-            errors.append(
+            self.errors.append(
                 doc.error(
                     ["split", "by_field"],
-                    f"{seg.split.by_field} is a personal field: splitting on it would write every value into "
-                    "run metadata",
+                    f"{split.by_field} is a personal field: splitting on it would write every value into run metadata",
                 )
             )
+
+    def segment(self, seg: Segment, doc: Document) -> None:
+        if seg.rules is not None:
+            self.condition(seg.rules, ["rules"], doc)
+        if seg.split is not None:
+            self.split(seg.split, doc)
+
+    def raw_segment(self, doc: Document) -> list[tuple[Loc, str]]:
+        """The checks of a segment that failed validation, on its parts that parse; its references."""
+        data = doc.data
+        if "rules" in data:
+            self.raw_condition(data["rules"], ["rules"], doc)
+        # Each part's own errors are reported already, from the segment's validation.
+        if "split" in data:
+            with contextlib.suppress(ValidationError):
+                self.split(SPLIT.validate_python(data["split"]), doc)
+        refs: list[tuple[Loc, str]] = []
+        if "from" in data:
+            with contextlib.suppress(ValidationError):
+                refs += [(["from", *loc], ref) for loc, ref in _set_refs(SET_SOURCE.validate_python(data["from"]))]
+        if "priority" in data:
+            with contextlib.suppress(ValidationError):
+                refs += [(["priority", i], r) for i, r in enumerate(KEYS.validate_python(data["priority"]))]
+        return refs
+
+
+def _set_refs(source: SetSource) -> list[tuple[Loc, str]]:
+    return [
+        ([part, i], ref)
+        for part in ("union", "intersect", "minus")
+        for i, ref in enumerate(getattr(source, part) or [])
+    ]
+
+
+def _refs(seg: Segment) -> list[tuple[Loc, str]]:
+    """Each segment `seg` is built from, with where it is named: `from.union[1]`, `priority[0]`."""
+    if seg.from_ is not None:
+        return [(["from", *loc], ref) for loc, ref in _set_refs(seg.from_)]
+    return [(["priority", i], ref) for i, ref in enumerate(seg.priority or [])]
 
 
 def _cycles(defs: dict[str, Definition]) -> tuple[list[str], list[DefinitionError]]:
@@ -198,7 +312,8 @@ def _cycles(defs: dict[str, Definition]) -> tuple[list[str], list[DefinitionErro
             cycle = path[path.index(key) :] + [key]
             d = defs[key]
             field_name = "from" if d.segment.from_ is not None else "priority"
-            errors.append(d.doc.error([field_name], f"cycle: {' -> '.join(cycle)}"))
+            files = tuple(sorted({defs[k].file for k in cycle} - {d.file}))
+            errors.append(d.doc.error([field_name], f"cycle: {' -> '.join(cycle)}", related=files))
             return
         state[key] = 1
         for ref in defs[key].segment.refs:
@@ -212,21 +327,154 @@ def _cycles(defs: dict[str, Definition]) -> tuple[list[str], list[DefinitionErro
     return order, errors
 
 
-def load_segments(paths: Sequence[Path], catalogue: Catalogue, root: Path | None = None) -> SegmentSet:
-    """Every segment of the files (or folders) given; raises DefinitionErrors listing all problems."""
-    found, errors = read_definitions(paths, Segment, "segment", clean_loc, root)
-    defs = {key: Definition(seg, doc) for key, (seg, doc) in found.items()}
-    for defn in defs.values():
-        _check_segment(defn, catalogue, errors)
-        seg = defn.segment
-        loc = "from" if seg.from_ is not None else "priority"
-        for ref in seg.refs:
-            if ref not in defs:
-                errors.append(defn.doc.error([loc], f"unknown segment {ref!r}"))
-            elif ref == seg.key:
-                errors.append(defn.doc.error([loc], "a segment cannot be built from itself"))
+@dataclass
+class SegmentCheck:
+    """The valid segments, every error, the keys of the segments that failed, and the behaviour conditions."""
+
+    segments: SegmentSet
+    errors: list[DefinitionError]
+    invalid: frozenset[str]
+    behaviours: list[tuple[Document, Loc, BehaviourCondition]]
+
+
+def check_segments(paths: Sequence[Path], catalogue: Catalogue, root: Path | None = None) -> SegmentCheck:
+    """Every segment of the files (or folders) given, and every error: those of a segment that fails its
+    shape checks too, on the parts of it that parse (a wrong field name does not hide a wrong date)."""
+    files = read_definition_files(paths, Segment, "segment", clean_loc, root)
+    errors = files.errors
+    defs = {key: Definition(seg, doc) for key, (seg, doc) in files.found.items()}
+    checker = _Checker(catalogue, errors)
+    refs: list[tuple[Document, str | None, list[tuple[Loc, str]]]] = []
+    for key, defn in defs.items():
+        checker.segment(defn.segment, defn.doc)
+        refs.append((defn.doc, key, _refs(defn.segment)))
+    for doc in files.invalid:
+        key = doc.data.get("key")
+        refs.append((doc, key if isinstance(key, str) else None, checker.raw_segment(doc)))
+    # A segment that failed still exists: those built from it are not told it is unknown.
+    known = set(defs) | set(files.invalid_keys)
+    for doc, key, named in refs:
+        for loc, ref in named:
+            if ref == key:
+                errors.append(doc.error(loc, "a segment cannot be built from itself"))
+            elif ref not in known:
+                errors.append(doc.error(loc, f"unknown segment {ref!r}{did_you_mean(ref, known)}"))
     order, cycle_errors = _cycles(defs)
     errors += cycle_errors
-    if errors:
-        raise DefinitionErrors(errors)
-    return SegmentSet(defs, order)
+    return SegmentCheck(SegmentSet(defs, order), errors, frozenset(files.invalid_keys), checker.behaviours)
+
+
+def load_segments(paths: Sequence[Path], catalogue: Catalogue, root: Path | None = None) -> SegmentSet:
+    """Every segment of the files (or folders) given; raises DefinitionErrors listing all problems."""
+    check = check_segments(paths, catalogue, root)
+    if check.errors:
+        raise DefinitionErrors(check.errors)
+    return check.segments
+
+
+# --- `acrm validate`: the named files in the context of the whole project -----------------------------------
+
+
+@dataclass
+class _WithInvalid(SegmentSet):
+    """The valid segments and the keys of those that failed, for checking exports: an export of a segment
+    that failed validation is not told the segment is unknown (the segment's own errors say what is wrong)."""
+
+    invalid: frozenset[str] = frozenset()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.definitions or key in self.invalid
+
+    def __getitem__(self, key: str) -> Segment:
+        if key in self.definitions:
+            return self.definitions[key].segment
+        # Its arms are unknown: a stand-in that, like a by_field split, leaves any arm an export names alone.
+        return Segment.model_construct(key=key, split=Split.model_construct(by_field=key))
+
+
+@dataclass
+class ProjectReport:
+    """What `acrm validate` reports: the problems of the files checked (every file when none is named)."""
+
+    segments: SegmentSet  # the valid segments of the whole project
+    checked: dict[str, int]  # valid definitions in the files checked: {"segments": n, "exports": m}
+    errors: list[DefinitionError]
+    warnings: list[DefinitionError]  # filter values the loaded data does not hold (values.py)
+    notes: list[str]  # what could not be checked, and why
+    elsewhere: int = 0  # errors in other files of the project, not named
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [p.resolve() for p in yaml_files([folder])] if folder.is_dir() else []
+
+
+def _looks_like_export(path: Path) -> bool:
+    """A file outside both folders holds exports when a definition names a destination or a segment to send."""
+    docs, _ = read_documents(path)
+    return any(
+        isinstance(d.data, dict)
+        and ("destination" in d.data or "segment" in d.data)
+        and not {"rules", "from", "priority"} & d.data.keys()
+        for d in docs
+    )
+
+
+def _definitions_in(files: Sequence[Path]) -> int:
+    return sum(isinstance(d.data, dict) for f in files for d in read_documents(f)[0])
+
+
+def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path | None = None) -> ProjectReport:
+    """Every segment and export of the project, reported for the files or folders named (all when none is).
+
+    The named files are checked with the rest of the project (ACRM_SEGMENTS_DIR, ACRM_EXPORTS_DIR): a
+    reference to a segment of another file is known, a key defined in another file too is a duplicate, and a
+    file of the exports folder (or one holding exports) is checked as exports. A named file outside both
+    folders is checked as if it were added to them.
+    """
+    from acrm_pipelines.exports.validate import load_exports
+    from acrm_pipelines.segments.catalogue import load_catalogue
+    from acrm_pipelines.segments.values import check_values
+
+    segment_files, export_files = _folder_files(settings.segments_dir), _folder_files(settings.exports_dir)
+    named: set[Path] | None = None
+    if paths:
+        named = set()
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file or folder")
+            for file in (p.resolve() for p in yaml_files([path])):
+                named.add(file)
+                if file not in segment_files and file not in export_files:
+                    (export_files if _looks_like_export(file) else segment_files).append(file)
+    catalogue = load_catalogue(settings.duckdb_path)
+    check = check_segments(segment_files, catalogue, root)
+    errors = list(check.errors)
+
+    def shown(file: Path) -> str:  # as read_definitions names it
+        return str(file.relative_to(root)) if root and file.is_relative_to(root) else str(file)
+
+    scope = None if named is None else {shown(f) for f in named}
+
+    def wanted(e: DefinitionError) -> bool:
+        return scope is None or e.file in scope or bool(scope.intersection(e.related))
+
+    exports_checked: int | None = None
+    if export_files:
+        segments = _WithInvalid(check.segments.definitions, check.segments.order, invalid=check.invalid)
+        try:
+            exports = load_exports(export_files, segments, catalogue, root=root)
+            exports_checked = sum(scope is None or d.doc.file in scope for d in exports.definitions.values())
+        except DefinitionErrors as err:
+            errors += err.errors
+    if exports_checked is None:  # the named export files are valid when no error is reported in them
+        exports_checked = _definitions_in([f for f in export_files if scope is None or shown(f) in scope])
+    values = check_values(check.behaviours, settings.duckdb_path, settings.duckdb_config())
+    segments_checked = sum(scope is None or d.file in scope for d in check.segments.definitions.values())
+    return ProjectReport(
+        segments=check.segments,
+        checked={"segments": segments_checked, "exports": exports_checked},
+        errors=[e for e in errors if wanted(e)],
+        warnings=[w for w in values.warnings if wanted(w)],
+        notes=values.notes,
+        elsewhere=sum(not wanted(e) for e in errors),
+    )
