@@ -1,8 +1,10 @@
 """Advertising audiences: identifiers normalised as Google and Meta document it, then SHA-256, nothing raw.
 
-Every expected value is written out by hand from the platforms' rules and hashed here with hashlib:
-- Google Customer Match: trim and lower-case; the dots of the local part of gmail.com / googlemail.com
-  addresses removed; phones in E.164 with the `+`; the country as a two-letter code, not hashed.
+Every expected value is written out by hand from the platforms' rules and hashed here with hashlib
+(tests/test_audience_hashes_sdk.py holds the same functions to the platforms' SDKs on a generated corpus):
+- Google Customer Match: trim and lower-case; the dots and any `+suffix` of the local part of gmail.com /
+  googlemail.com addresses removed; phones in E.164 with the `+`; names only trimmed and lower-cased
+  (punctuation kept, as Google's Formatter does); the country as a two-letter code, not hashed.
 - Meta Custom Audiences: trim and lower-case (dots kept); phones as digits only with the country code, no
   `+` and no leading zeros; first and last names without punctuation; the country lower-cased and hashed.
 """
@@ -40,6 +42,8 @@ def h(text: str) -> str:
         (GOOGLE, "email", "  John.Doe@GMAIL.com ", h("johndoe@gmail.com")),
         (META, "email", "  John.Doe@GMAIL.com ", h("john.doe@gmail.com")),
         (GOOGLE, "email", "Jane.Q.Public@GoogleMail.com", h("janeqpublic@googlemail.com")),
+        (GOOGLE, "email", "John.Doe+ads@gmail.com", h("johndoe@gmail.com")),  # Gmail plus-addressing goes
+        (META, "email", "John.Doe+ads@gmail.com", h("john.doe+ads@gmail.com")),
         (GOOGLE, "email", " Ivan.Petrov@Yandex.RU", h("ivan.petrov@yandex.ru")),  # other domains keep their dots
         (META, "email", " Ivan.Petrov@Yandex.RU", h("ivan.petrov@yandex.ru")),
         # phones: E.164 with + for Google, digits with the country code and no leading zeros for Meta
@@ -49,13 +53,15 @@ def h(text: str) -> str:
         (META, "phone", "+79161234567", h("79161234567")),
         (META, "phone", "00 44 20 7946 0958", h("442079460958")),  # the 00 international prefix goes
         (META, "phone", "007-916-123-45-67", h("79161234567")),
-        # names: trimmed, lower-cased, punctuation removed, letters with accents kept (UTF-8, composed)
+        # names: trimmed and lower-cased; Google keeps everything else as given, Meta keeps letters only
+        # (accents kept, UTF-8, composed)
         (GOOGLE, "first_name", "  JOHN ", h("john")),
         (META, "first_name", "  JOHN ", h("john")),
-        (GOOGLE, "last_name", " O'Brien ", h("obrien")),
+        (GOOGLE, "last_name", " O'Brien ", h("o'brien")),
         (META, "last_name", " O'Brien ", h("obrien")),
         (META, "first_name", "Émile", h("\u00e9mile")),
-        (GOOGLE, "first_name", "E\u0301MILE", h("\u00e9mile")),  # decomposed É: the same hash as composed
+        (META, "first_name", "E\u0301MILE", h("\u00e9mile")),  # decomposed É: the same hash as composed
+        (GOOGLE, "first_name", "E\u0301MILE", h("e\u0301mile")),  # Google's Formatter: the characters as given
         # country: Google the upper-case code as is, Meta the lower-case code hashed
         (GOOGLE, "country", " ru ", "RU"),
         (META, "country", " RU ", h("ru")),
@@ -135,7 +141,7 @@ PEOPLE = [
 
 # By hand, in customer order (p1, p2, p3); "" is an empty cell.
 GOOGLE_ROWS = [
-    [h("johndoe@gmail.com"), h("+79161234567"), h("john"), h("obrien"), "RU"],
+    [h("johndoe@gmail.com"), h("+79161234567"), h("john"), h("o'brien"), "RU"],
     [h("olga.smirnova@mail.ru"), "", h("olga"), "", "RU"],
     ["", h("+442079460958"), "", h("brown"), "GB"],
 ]

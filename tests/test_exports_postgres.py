@@ -334,7 +334,7 @@ def test_delta_mode_inserts_newcomers_and_deletes_leavers(tmp_path: Path, pg: st
 # --- (d) + (e): failures ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dsn_env", [None, "CRM_WAREHOUSE_DSN"])
+@pytest.mark.parametrize("dsn_env", [None, "ACRM_POSTGRES_DSN_WAREHOUSE"])
 def test_missing_dsn_variable_fails_naming_it(tmp_path: Path, monkeypatch, dsn_env: str | None) -> None:
     con, segments = make_db(tmp_path, DAY1, SEGMENT, D1)
     add_dates(con, DAY1)

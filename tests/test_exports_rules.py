@@ -228,7 +228,7 @@ def test_delta_mode_over_three_partitions_sends_exactly_the_changes(tmp_path: Pa
         ({"destination": {"type": "bonus", "points": 5}, "mode": "delta"}, "bonus is exactly once per customer"),
         (
             {"destination": {"type": "postgres", "table": "t", "dsn_env": "postgres://u:p@h/db"}},
-            "destination.dsn_env: String should match pattern",
+            "destination.dsn_env: dsn_env names an environment variable ACRM_POSTGRES_DSN or ACRM_POSTGRES_DSN_<NAME>",
         ),
         ({"frequency_cap": {"max": 0, "per": "7d"}}, "frequency_cap.max: Input should be greater than or equal to 1"),
     ],

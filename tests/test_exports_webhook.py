@@ -242,10 +242,10 @@ def planned_attempts(index: int) -> int:
 
 
 def test_every_deliverable_customer_arrives_exactly_once(tmp_path: Path, receiver: Receiver, monkeypatch) -> None:
-    monkeypatch.setenv("ACRM_TEST_HOOK_TOKEN", "t0k3n-xyz")
+    monkeypatch.setenv("ACRM_SECRET_TEST_HOOK_TOKEN", "t0k3n-xyz")
     receiver.plan = flaky
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
-    export = one_export(tmp_path, export_def(receiver.url, token_env="ACRM_TEST_HOOK_TOKEN"), segments)
+    export = one_export(tmp_path, export_def(receiver.url, token_env="ACRM_SECRET_TEST_HOOK_TOKEN"), segments)
 
     result = run_export(con, export, DAY1, tmp_path / "outbox", "run-1")
     receiver.wait_idle()

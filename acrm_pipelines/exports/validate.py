@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acrm_pipelines.exports.spec import Export, WebhookDestination, host_allowed, url_host
+from acrm_pipelines.exports.spec import (
+    AudienceDestination,
+    Export,
+    FileDestination,
+    WebhookDestination,
+    host_allowed,
+    outbox_relative,
+    path_values,
+    url_host,
+)
 from acrm_pipelines.segments.catalogue import Catalogue
 from acrm_pipelines.segments.validate import SegmentSet
 from acrm_pipelines.settings import Settings
@@ -102,6 +111,14 @@ def _check(
     needs = {"google_customer_match": ("email", "phone"), "meta_custom_audience": ("email", "phone")}.get(dest, ())
     if needs and not any(spec.feature in needs for spec in export.fields.values()):
         errors.append(doc.error(["fields"], f"{dest} needs an email or phone field"))
+    if isinstance(export.destination, FileDestination | AudienceDestination):
+        # The field itself was checked with sample values; this is the path with the export's own key and
+        # campaign (their length). The outbox is checked again, symbolic links included, when writing.
+        suffix = "csv" if isinstance(export.destination, AudienceDestination) else None
+        try:
+            outbox_relative(export.destination.path, path_values(export, "2024-01-01", suffix))
+        except ValueError as err:
+            errors.append(doc.error(["destination", "path"], str(err)))
     if isinstance(export.destination, WebhookDestination):
         # Only loopback unless listed: a definition must not make the pipeline call internal services
         # (cloud metadata at 169.254.169.254, admin ports on the private network) with customer data.

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import duckdb
 import pyarrow as pa
 
-from acrm_pipelines.exports.spec import Export
+from acrm_pipelines.exports.spec import Export, outbox_relative, path_values
 
 
 class DeliveryFailed(Exception):
@@ -36,17 +36,32 @@ class Job:
         return self.export.key
 
     def path(self, template: str, suffix: str | None = None) -> Path:
-        rel = template.format(
-            key=self.key,
-            as_of=self.as_of.isoformat(),
-            campaign=self.export.campaign,
-            type=self.export.destination.type if suffix is None else suffix,
-        )
-        return self.outbox / rel
+        """The destination's file for `template` (checked again here: a definition may bypass validation)."""
+        try:
+            rel = outbox_relative(template, path_values(self.export, self.as_of.isoformat(), suffix))
+        except ValueError as err:
+            raise DeliveryFailed(f"export {self.key}: destination.path: {err}; nothing was written") from None
+        return self.file(rel)
+
+    def file(self, rel: PurePosixPath) -> Path:
+        return outbox_file(self.outbox, rel, f"export {self.key}")
 
     def say(self, line: str) -> None:
         if callable(self.progress):
             self.progress(line)
+
+
+def outbox_file(outbox: Path, rel: PurePosixPath, who: str) -> Path:
+    """The real path of `rel` below the outbox, every symbolic link on the way followed; refused if that leaves
+    the outbox (the outbox itself may be a link). files.write_atomically checks again after creating folders."""
+    root = outbox.resolve()
+    real = root.joinpath(*rel.parts).resolve()
+    if not real.is_relative_to(root) or real == root:
+        raise DeliveryFailed(
+            f"{who}: destination.path {rel.as_posix()} leads outside ACRM_OUTBOX_DIR through a symbolic link; "
+            "nothing was written"
+        )
+    return real
 
 
 @dataclass

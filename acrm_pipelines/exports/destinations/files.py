@@ -10,11 +10,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from acrm_pipelines.exports.destinations.base import Delivery, Job
+from acrm_pipelines.exports.destinations.base import Delivery, DeliveryFailed, Job
 
 
 def write_atomically(table: pa.Table, path: Path, kind: str) -> None:
+    """`path` is a real path from Job.path / Job.file (symbolic links resolved and checked against the outbox)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.resolve() != path.parent:
+        # A folder became a symbolic link after the check: never follow it with customer data.
+        raise DeliveryFailed(
+            f"the folder of {path.name} changed into a symbolic link while writing; nothing was written"
+        )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from pathlib import PurePosixPath
 
 import duckdb
 import pyarrow as pa
@@ -75,6 +76,9 @@ class LedgerSink:
         kind = dest.type
         campaign = job.export.campaign
         con = job.con
+        suffix = "bonus" if kind == "bonus" else "promo_codes"
+        # Checked before anything is issued (a symbolic link out of the outbox fails the export first).
+        path = job.file(PurePosixPath(job.key, f"{campaign}.{suffix}.csv"))  # key and campaign have no / or ..
         issued = {
             r[0]
             for r in con.execute(
@@ -90,8 +94,6 @@ class LedgerSink:
             result.batches += 1
             result.attempts += 1
             job.say(f"ledger batch {result.batches} committed: {len(batch)} {kind} issues")
-        suffix = "bonus" if kind == "bonus" else "promo_codes"
-        path = job.outbox / job.key / f"{campaign}.{suffix}.csv"
         everything = con.sql(
             f"SELECT customer_id, points, code, as_of FROM {LEDGER} WHERE campaign = ? AND kind = ? "
             "ORDER BY customer_id",

@@ -1,19 +1,27 @@
 """A PostgreSQL table: upsert on customer_id (created if missing), delete on removal.
 
 The connection string comes from the environment variable the export names (`dsn_env`, default
-`ACRM_POSTGRES_DSN`), never from YAML. Rows are copied into a temporary table and merged with one
-`INSERT … ON CONFLICT (customer_id) DO UPDATE`, in one transaction: a reader sees all or nothing.
+`ACRM_POSTGRES_DSN`, or `ACRM_POSTGRES_DSN_<NAME>`), never from YAML. Rows are copied into a temporary
+table and merged with one `INSERT … ON CONFLICT (customer_id) DO UPDATE`, in one transaction: a reader
+sees all or nothing.
+
+The DSN is parsed before connecting: libpq's parse errors quote pieces of the string, so a DSN that does
+not parse is reported without them. Every other error goes through `redact` with the DSN and its password,
+and is raised without its psycopg cause (Dagster would log the cause's text too).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from acrm_pipelines.exports.destinations.base import Delivery, DeliveryFailed, Job
+from acrm_pipelines.exports.spec import DSN_ENV_PATTERN, DSN_ENV_RULE, redact
 
 
 def pg_type(arrow_type: pa.DataType) -> str:
@@ -35,11 +43,21 @@ class PostgresTable:
 
     def deliver(self, job: Job) -> Delivery:
         dest = job.export.destination
+        if not re.fullmatch(DSN_ENV_PATTERN, dest.dsn_env):  # again here, for a definition that skipped validation
+            raise DeliveryFailed(f"export {job.key}: destination.dsn_env: {DSN_ENV_RULE}")
         dsn = os.environ.get(dest.dsn_env)
         if not dsn:
             raise DeliveryFailed(
                 f"export {job.key}: environment variable {dest.dsn_env} (the PostgreSQL DSN) is not set"
             )
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.Error:
+            raise DeliveryFailed(
+                f"export {job.key}: environment variable {dest.dsn_env} is not a PostgreSQL connection string "
+                "(key=value pairs or a postgresql:// URL); its value is not shown"
+            ) from None
+        secrets = [dsn, *(str(params[k]) for k in ("password", "sslpassword") if params.get(k))]
         schema, _, name = dest.table.rpartition(".")
         target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         columns = [(f.name, pg_type(f.type)) for f in job.adds.schema if f.name != "customer_id"]
@@ -112,9 +130,10 @@ class PostgresTable:
                 elif removed:
                     cur.execute(sql.SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target), [removed])
         except psycopg.Error as err:
+            first = (str(err).splitlines() or [""])[0]
             raise DeliveryFailed(
-                f"export {job.key}: PostgreSQL table {dest.table}: {type(err).__name__}: {str(err).splitlines()[0]}"
-            ) from err
+                f"export {job.key}: PostgreSQL table {dest.table}: {type(err).__name__}: {redact(first, secrets)}"
+            ) from None
         return Delivery(
             location=f"postgresql:{dest.table}",
             sent=job.adds["customer_id"].to_pylist(),

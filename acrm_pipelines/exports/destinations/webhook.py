@@ -11,13 +11,22 @@ The host is checked again here, where it matters: a listed name (ACRM_WEBHOOK_AL
 or a loopback address, is connected to as is; any other name must resolve to loopback addresses only,
 and the connection goes to the addresses that were checked, so DNS cannot route a validated URL
 elsewhere (also not between the check and the connection). A refused host fails the export before
-anything is sent. Redirects are not followed, and environment proxies are not used.
+anything is sent. Redirects are not followed (a 3xx answer fails the export at once, naming where it
+pointed), and environment proxies are not used.
+
+No URL is printed as written: errors, the location in the delivery log and metadata, and the log records
+of httpx and httpcore (the URL of every request; at DEBUG, every response header) go through `redact`
+(no user:password, no query values, no token-like path segments), and the token's value and those parts
+of the URL are replaced wherever a receiver's answer echoes them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -28,8 +37,37 @@ import httpcore
 import httpx
 
 from acrm_pipelines.exports.destinations.base import Delivery, DeliveryFailed, Job, batch_key
-from acrm_pipelines.exports.spec import host_listed, ip_of, url_host, url_problem
+from acrm_pipelines.exports.spec import (
+    TOKEN_ENV_PATTERN,
+    TOKEN_ENV_RULE,
+    host_listed,
+    ip_of,
+    redact,
+    redact_url,
+    url_host,
+    url_problem,
+    url_secrets,
+)
 from acrm_pipelines.settings import Settings
+
+# The token and URL parts of the delivery under way, for the log filter (httpx logs in the sending thread).
+_SECRETS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("acrm_webhook_secrets", default=())
+HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks")
+
+
+class _Redacting(logging.Filter):
+    """httpx logs every request's URL (`HTTP Request: POST …`), httpcore at DEBUG the response headers (a
+    Location may carry a token): the records keep redacted text. A logger's filter sees only its own records,
+    so each logger gets one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), _SECRETS.get()), None
+        return True
+
+
+_REDACTING = _Redacting()
+for _name in HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTING)
 
 
 class HostRefused(Exception):
@@ -111,29 +149,40 @@ class Webhook:
     def deliver(self, job: Job) -> Delivery:
         dest = job.export.destination
         allowed = Settings.from_env().webhook_allowed_hosts if self.allowed_hosts is None else self.allowed_hosts
+        # Checked again here, for a definition that did not pass validation (the messages never repeat the URL).
         problem = url_problem(dest.url)
         if problem:
-            raise DeliveryFailed(f"export {job.key}: {problem}; nothing was sent")
+            raise DeliveryFailed(f"export {job.key}: destination.url: {problem}; nothing was sent")
+        if dest.token_env and not re.fullmatch(TOKEN_ENV_PATTERN, dest.token_env):
+            raise DeliveryFailed(f"export {job.key}: destination.token_env: {TOKEN_ENV_RULE}; nothing was sent")
         try:  # before any batch: a refused host fails the export with nothing sent
             checked_addresses(url_host(dest.url), httpx.URL(dest.url).port or 0, allowed)
         except HostRefused as err:
-            raise DeliveryFailed(f"export {job.key}: {err}; nothing was sent") from err
+            raise DeliveryFailed(f"export {job.key}: {redact(str(err))}; nothing was sent") from None
         headers = {"Content-Type": "application/json"}
+        secrets = url_secrets(dest.url)  # what a receiver's answer may echo back, besides the token
         if dest.token_env:
             token = os.environ.get(dest.token_env)
             if not token:
                 raise DeliveryFailed(f"export {job.key}: environment variable {dest.token_env} (the token) is not set")
             headers["Authorization"] = f"Bearer {token}"
-        result = Delivery(location=dest.url)
+            secrets.append(token)
+        result = Delivery(location=redact_url(dest.url))
+        logged = _SECRETS.set(tuple(secrets))
         try:
-            self._send(job, dest, headers, result, allowed)
+            self._send(job, dest, headers, result, allowed, secrets)
         except HostRefused as err:  # the name resolved elsewhere after the first check
             raise DeliveryFailed(
-                f"export {job.key}: {err}; {len(result.sent)} rows were delivered before, the rest was not sent"
-            ) from err
+                f"export {job.key}: {redact(str(err), secrets)}; {len(result.sent)} rows were delivered before, "
+                "the rest was not sent"
+            ) from None
+        finally:
+            _SECRETS.reset(logged)
         return result
 
-    def _send(self, job: Job, dest, headers: dict, result: Delivery, allowed: Sequence[str]) -> None:
+    def _send(
+        self, job: Job, dest, headers: dict, result: Delivery, allowed: Sequence[str], secrets: list[str]
+    ) -> None:
         with httpx.Client(timeout=dest.timeout_seconds, transport=_CheckedTransport(allowed)) as client:
             for action, table in (("add", job.adds), ("remove", job.removes)):
                 rows = table.to_pylist()
@@ -152,7 +201,9 @@ class Webhook:
                         },
                         default=_json_default,
                     )
-                    status, reason = self._post(client, dest, body, {**headers, "Idempotency-Key": key}, result, job)
+                    status, reason = self._post(
+                        client, dest, body, {**headers, "Idempotency-Key": key}, result, job, secrets
+                    )
                     result.batches += 1
                     for cid in ids:
                         result.batch_of[cid] = key
@@ -164,23 +215,36 @@ class Webhook:
                         result.removed += ids
                     job.say(f"webhook batch {result.batches} {action} {len(ids)} rows: {status}")
 
-    def _post(self, client: httpx.Client, dest, body: str, headers: dict, result: Delivery, job: Job):
+    def _post(
+        self, client: httpx.Client, dest, body: str, headers: dict, result: Delivery, job: Job, secrets: list[str]
+    ):
+        url = redact_url(dest.url)
         last = ""
         for attempt in range(dest.max_attempts):
             result.attempts += 1
             try:
-                response = client.post(dest.url, content=body, headers=headers)
-            except httpx.TransportError as err:  # timeouts and refused connections
+                # follow_redirects=False is httpx's default; said here because a redirect must never be followed.
+                response = client.post(dest.url, content=body, headers=headers, follow_redirects=False)
+            except httpx.TransportError as err:  # timeouts and refused connections (the type only: no URL)
                 last = f"{type(err).__name__}"
             else:
                 if response.status_code < 300:
                     return "sent", ""
-                if 400 <= response.status_code < 500:
-                    return "rejected", f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code < 400:  # a redirect: retrying cannot help, following could leak
+                    target = redact(response.headers.get("location", "(no Location)"), secrets)[:200]
+                    raise DeliveryFailed(
+                        f"export {job.key}: {url} answered HTTP {response.status_code} (a redirect to {target}); "
+                        f"redirects are not followed: put the final URL in the definition; "
+                        f"{len(result.sent)} rows were delivered before"
+                    )
+                if response.status_code < 500:
+                    # Redacted before it is cut to 200 characters: a cut secret would no longer be recognised.
+                    text = redact(response.text[:10_000], secrets)[:200]
+                    return "rejected", f"HTTP {response.status_code}: {text}"
                 last = f"HTTP {response.status_code}"
             if attempt + 1 < dest.max_attempts:
                 time.sleep(dest.backoff_seconds * 2**attempt)
         raise DeliveryFailed(
-            f"export {job.key}: {dest.url} failed {dest.max_attempts} times (last: {last}); "
+            f"export {job.key}: {url} failed {dest.max_attempts} times (last: {last}); "
             f"{len(result.sent)} rows were delivered before; re-run the export to resume (same batch keys)"
         )
