@@ -50,13 +50,18 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     def report(summary) -> None:
         changes = sum(e + x for _, e, x in summary.segments.values())
         sent = sum(m.get("sent", 0) for m in summary.exports.values())
+        held = sum(1 for m in summary.exports.values() if m.get("not_sent"))
         print(
             f"{summary.as_of}: {summary.customers_featured:,} customers, {len(summary.segments)} segments "
-            f"({changes:,} entries+exits), {sent:,} sent by {len(summary.exports)} exports, {summary.seconds:.1f} s"
+            f"({changes:,} entries+exits), {sent:,} sent by {len(summary.exports) - held} exports"
+            + (f" ({held} sent nothing)" if held else "")
+            + f", {summary.seconds:.1f} s"
         )
 
-    summaries = backfill(defs, settings, start, end, after_each=report)
+    summaries = backfill(defs, settings, start, end, after_each=report, send_exports=args.with_exports)
     print(f"backfilled {len(summaries)} partitions in {time.monotonic() - started:.1f} s")
+    if not args.with_exports and any(s.exports for s in summaries):
+        print("exports sent nothing for these dates (a backfill recomputes history only; --with-exports sends)")
     return 0
 
 
@@ -277,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="run every daily partition of a date range, point-in-time, in order")
     backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument(
+        "--with-exports",
+        action="store_true",
+        help="also send the exports for these dates (default: nothing leaves; bonus and promo codes never "
+        "issue before their campaign started)",
+    )
     backfill.set_defaults(handler=_backfill)
 
     validate = sub.add_parser("validate", help="check segment definitions; every error with file, line and field")

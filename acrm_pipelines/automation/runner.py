@@ -24,6 +24,7 @@ from acrm_pipelines.automation.runs import (
     reap_dead_runs,
     wait_for_pool,
 )
+from acrm_pipelines.exports.run import BACKFILL_TAGS, SEND_TAG
 from acrm_pipelines.settings import Settings
 
 
@@ -59,7 +60,7 @@ class RunSummary:
             for key, m in sorted(self.exports.items()):
                 out.append(
                     f"{key:<28}{m.get('sent', 0):>10,}{m.get('suppressed', 0):>12,}{m.get('held_back', 0):>11,}"
-                    f"  {m.get('location', '')}"
+                    f"  {m.get('not_sent') or m.get('location', '')}"
                 )
         if self.checks_failed:
             out.append(f"checks failed: {', '.join(self.checks_failed)}")
@@ -151,19 +152,21 @@ def run_partition(
     as_of: str,
     instance: DagsterInstance | None = None,
     log_level: str = "WARNING",
+    tags: dict[str, str] | None = None,
 ) -> RunSummary:
-    """Materialize the whole graph for one as-of date; raises RunFailed with the step's error."""
+    """Materialize the whole graph for one as-of date; raises RunFailed with the step's error. `tags` go on
+    the Dagster run (a backfill's: exports/run.py decides from them whether anything is sent)."""
     check_partition(defs, as_of, settings)
     instance = instance or DagsterInstance.get()
     # The summary reads the DuckDB file too: the next waiting run starts only after it.
     with one_cli_run(instance, say):
         reap_dead_runs(instance, say)
         wait_for_pool(instance, say)
-        return _run_and_summarize(defs, settings, as_of, instance, log_level)
+        return _run_and_summarize(defs, settings, as_of, instance, log_level, tags or {})
 
 
 def _run_and_summarize(
-    defs: Definitions, settings: Settings, as_of: str, instance: DagsterInstance, log_level: str
+    defs: Definitions, settings: Settings, as_of: str, instance: DagsterInstance, log_level: str, tags: dict
 ) -> RunSummary:
     job = defs.get_job_def(DAILY_JOB)
     started = time.monotonic()
@@ -175,7 +178,7 @@ def _run_and_summarize(
             partition_key=as_of,
             instance=instance,
             run_id=run_id,
-            tags=process_tags(),
+            tags={**tags, **process_tags()},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         ),
@@ -224,22 +227,25 @@ def backfill(
     end: date,
     instance: DagsterInstance | None = None,
     after_each=None,
+    send_exports: bool = False,
 ) -> list[RunSummary]:
     """Every daily partition from `start` to `end` (inclusive), oldest first, each point-in-time: the
-    same run as `acrm run` for that date. Stops at the first failure, naming the date."""
+    same run as `acrm run` for that date, except that exports send nothing unless `send_exports`.
+    Stops at the first failure, naming the date."""
     if end < start:
         raise RunFailed(f"--to {end} is before --from {start}")
     instance = instance or DagsterInstance.get()
+    tags = {BACKFILL_TAGS[1]: f"{start}..{end}", SEND_TAG: "true" if send_exports else "false"}
     with one_cli_run(instance, say):  # the whole range: no `acrm run` slips in between two days
-        return _backfill(defs, settings, start, end, instance, after_each)
+        return _backfill(defs, settings, start, end, instance, after_each, tags)
 
 
-def _backfill(defs, settings: Settings, start: date, end: date, instance: DagsterInstance, after_each):
+def _backfill(defs, settings: Settings, start: date, end: date, instance: DagsterInstance, after_each, tags):
     summaries = []
     day = start
     while day <= end:
         try:
-            summary = run_partition(defs, settings, day.isoformat(), instance)
+            summary = run_partition(defs, settings, day.isoformat(), instance, tags=tags)
             if summary.segments_failed:
                 failed = summary.segments_failed.items()
                 raise RunFailed("; ".join(f"segment {key} not evaluated: {where}" for key, where in failed))

@@ -23,7 +23,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.exports.audience import CHANNEL_RULES, LOG
-from acrm_pipelines.exports.run import run_export
+from acrm_pipelines.exports.run import hold_export, not_sent_reason, run_export
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.exports.validate import ExportSet, load_exports
 from acrm_pipelines.segments.assets import segment_key
@@ -68,8 +68,15 @@ def build_export_asset(export: Export, file: str, settings: Settings, partitions
     def _export(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
         as_of = date.fromisoformat(context.partition_key)
         with duckdb.get_connection() as con:
-            result = run_export(con, export, as_of, settings.outbox_dir, context.run_id, progress=context.log.info)
+            reason = not_sent_reason(con, export, as_of, dict(context.run.tags))
+            if reason:
+                context.log.info(f"{export.key} for {as_of}: {reason}")
+                result = hold_export(con, export, as_of, context.run_id, reason)
+            else:
+                result = run_export(con, export, as_of, settings.outbox_dir, context.run_id, progress=context.log.info)
         metadata: dict = {name: MetadataValue.int(n) for name, n in sorted(result.counts.items())}
+        if reason:
+            metadata["not_sent"] = reason
         metadata["location"] = result.location
         metadata["seconds"] = round(result.seconds, 2)
         return MaterializeResult(metadata=metadata)

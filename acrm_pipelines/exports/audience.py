@@ -30,6 +30,9 @@ CHANNEL_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {
 }
 SUPPRESSED = ("no_features", "no_consent", "unsubscribed", "complained", "frequency_cap")
 LOG = "exports"
+# When each export first delivered for each date: the moment a re-run of that date looks back from.
+FIRST_DELIVERED = f"""(SELECT export_key, as_of, min(started_at) AS first_delivered FROM {LOG}.runs
+    WHERE status = 'success' GROUP BY 1, 2)"""
 
 
 @dataclass
@@ -99,15 +102,21 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
         cap = export.frequency_cap
         start = window_start(cap.per, as_of)
         # Exports are dated by their partition: one sent on day D counts for every window containing D.
+        # Only sends that existed when this export first delivered for `as_of` count, so a re-run of a date
+        # reproduces it: a backfill or a re-run of another date, logged later, never shrinks it.
         cap_join = f"""LEFT JOIN (
             SELECT customer_id, count(*) AS n FROM (
                 SELECT customer_id FROM marts.fct_messages WHERE channel = ? AND sent_at >= ? AND sent_at < ?
                 UNION ALL
-                SELECT customer_id FROM {LOG}.deliveries
-                WHERE channel = ? AND status = 'sent' AND action = 'add' AND as_of >= ? AND as_of <= ?
-                    AND NOT (export_key = ? AND as_of = ?))
+                SELECT d.customer_id FROM {LOG}.deliveries d LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
+                WHERE d.channel = ? AND d.status = 'sent' AND d.action = 'add' AND d.as_of >= ? AND d.as_of <= ?
+                    AND NOT (d.export_key = ? AND d.as_of = ?)
+                    AND coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
+                        (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?),
+                        TIMESTAMP '9999-12-31'))
             GROUP BY 1) cap ON cap.customer_id = m.customer_id"""
-        cap_params = [export.channel, start, cutoff(as_of), export.channel, _first_day(start), as_of, export.key, as_of]
+        cap_params = [export.channel, start, cutoff(as_of), export.channel, _first_day(start), as_of]
+        cap_params += [export.key, as_of, export.key, as_of]
         checks.append(f"WHEN coalesce(cap.n, 0) >= {int(cap.max)} THEN 'frequency_cap'")
     if export.hold_out_arm:
         checks.append(f"WHEN m.arm = {exp.Literal.string(export.hold_out_arm).sql('duckdb')} THEN 'held_back'")
@@ -121,7 +130,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
         SELECT m.customer_id, m.arm, CASE {" ".join(checks)} ELSE 'deliver' END AS decision{fields}
         FROM m LEFT JOIN marts.customer_features f ON f.customer_id = m.customer_id {cap_join}
         ORDER BY m.customer_id"""
-    _ensure_log(con)
+    ensure_log(con)
     return Audience(con.sql(sql, params=[*member_params, *cap_params]).to_arrow_table())
 
 
@@ -159,6 +168,6 @@ DDL = [
 ]
 
 
-def _ensure_log(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_log(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)

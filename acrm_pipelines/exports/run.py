@@ -5,6 +5,10 @@ reason, suppressed or held back with the reason, removed, unchanged, already iss
 key; `exports.runs` one row per attempt (destination, location, counts, error); `exports.audience_changes`
 what each destination holds after each successful run (the view `exports.audience`: now), which delta
 mode diffs against: a run dated D starts from the holdings before D, so re-running D repeats D.
+
+Nothing leaves for a date a run was not meant to send (`not_sent_reason`): a backfill sends only when
+asked, an export only between its `starts` and `ends`, and money (bonus points, promo codes) never for a
+date before its campaign first issued. Such a run is logged as `held` with the reason.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from acrm_pipelines.exports.audience import LOG, SUPPRESSED, select_audience
+from acrm_pipelines.exports.audience import FIRST_DELIVERED, LOG, SUPPRESSED, ensure_log, select_audience
 from acrm_pipelines.exports.destinations import DeliveryFailed, Job, build
 from acrm_pipelines.exports.spec import Export
+
+# Runs of a backfill: Dagster's (a backfill launched in the UI) and `acrm backfill`'s. They send only
+# with the tag SEND_TAG=true (`acrm backfill --with-exports`, or the tag added in the launch dialog).
+BACKFILL_TAGS = ("dagster/backfill", "acrm/backfill")
+SEND_TAG = "acrm/send_exports"
+MONEY = {"bonus": "bonus points", "promo_code": "promo codes"}
 
 
 @dataclass
@@ -35,14 +45,56 @@ class ExportResult:
 
 
 def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> dict[str, dict]:
-    """customer_id -> row as exported, for what the destination held before `as_of` (re-runs of a date see
-    the same starting point)."""
+    """customer_id -> row as exported, for what the destination held before `as_of`. A re-run of a date sees
+    the same starting point: runs for earlier dates delivered after this date first was (a backfill sent
+    later) are left out."""
+    ensure_log(con)
     rows = con.execute(
-        f"""SELECT customer_id, arg_max(row, as_of) FROM {LOG}.audience_changes
-        WHERE export_key = ? AND as_of < ? GROUP BY 1 HAVING arg_max(kind, as_of) = 'add'""",
-        [key, as_of],
+        f"""SELECT customer_id, arg_max(row, as_of) FROM {LOG}.audience_changes c
+        LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
+        WHERE c.export_key = ? AND c.as_of < ?
+            AND coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
+                (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?),
+                TIMESTAMP '9999-12-31')
+        GROUP BY 1 HAVING arg_max(kind, as_of) = 'add'""",
+        [key, as_of, key, as_of],
     ).fetchall()
     return {cid: json.loads(row) if row else {} for cid, row in rows}
+
+
+def not_sent_reason(con: duckdb.DuckDBPyConnection, export: Export, as_of: date, tags: dict[str, str]) -> str | None:
+    """Why this run must send nothing for `as_of`, or None when it may send."""
+    if any(tag in tags for tag in BACKFILL_TAGS) and tags.get(SEND_TAG) != "true":
+        return (
+            "not sent: a backfill recomputes the past and sends nothing unless asked "
+            f"(`acrm backfill --with-exports`, or the run tag {SEND_TAG}=true)"
+        )
+    if export.starts and as_of < export.starts:
+        return f"not sent: the export starts on {export.starts}"
+    if export.ends and as_of > export.ends:
+        return f"not sent: the export ended on {export.ends}"
+    kind = export.destination.type
+    if kind in MONEY and export.starts is None:
+        ensure_log(con)
+        first = con.execute(
+            f"SELECT min(as_of) FROM {LOG}.ledger WHERE campaign = ? AND kind = ?", [export.campaign, kind]
+        ).fetchone()[0]
+        if first is not None and as_of < first:
+            return (
+                f"not sent: campaign {export.campaign} first issued on {first}, so no {MONEY[kind]} for an "
+                "earlier date (set `starts:` on the export to issue for earlier dates)"
+            )
+    return None
+
+
+def hold_export(con: duckdb.DuckDBPyConnection, export: Export, as_of: date, run_id: str, reason: str) -> ExportResult:
+    """Log a run that sent nothing, with the reason; what was delivered for the date before stays."""
+    ensure_log(con)
+    con.execute(
+        f"INSERT INTO {LOG}.runs VALUES (?, ?, ?, ?, '', ?, 'held', '{{}}', ?, ?, ?)",
+        [export.key, as_of, run_id, export.destination.type, export.mode, reason, datetime.now(), datetime.now()],
+    )
+    return ExportResult(export.key, as_of, "", {"sent": 0})
 
 
 def _removals(export: Export, held: dict[str, dict], customer_ids: list[str], schema: pa.Schema) -> pa.Table:

@@ -18,6 +18,7 @@ import ipaddress
 import re
 import string
 from collections.abc import Iterable, Mapping
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
@@ -391,6 +392,9 @@ class Export(Strict):
     frequency_cap: FrequencyCap | None = None
     hold_out_arm: str | None = "control"  # members of this arm are recorded but never sent
     active: bool = True
+    # The dates the export sends for (inclusive); outside them a run records why and sends nothing.
+    starts: date | None = None
+    ends: date | None = None
 
     @field_validator("segment", mode="before")
     @classmethod
@@ -417,4 +421,6 @@ class Export(Strict):
             raise ValueError(f"a {dest} export uses channel: ads")
         if dest in ("bonus", "promo_code") and self.mode == "delta":
             raise ValueError(f"{dest} is exactly once per customer and campaign already; use mode: full")
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
         return self

@@ -26,7 +26,7 @@ import unicodedata
 import pyarrow as pa
 
 from acrm_pipelines.exports.destinations.base import Delivery, Job
-from acrm_pipelines.exports.destinations.files import write_atomically
+from acrm_pipelines.exports.destinations.files import write_delivered
 
 # Which output column a feature becomes, per platform.
 GOOGLE = {
@@ -129,11 +129,11 @@ class AudienceFile:
     def deliver(self, job: Job) -> Delivery:
         platform = job.export.destination.type
         path = job.path(job.export.destination.path, "csv")
-        write_atomically(audience_table(platform, job, job.adds), path, "csv")
+        write_delivered(audience_table(platform, job, job.adds), path, "csv")
         removed: list[str] = []
         if job.export.mode == "delta" and job.removes.num_rows:
             remove_path = path.with_name(path.stem + ".remove.csv")
-            write_atomically(audience_table(platform, job, job.removes), remove_path, "csv")
+            write_delivered(audience_table(platform, job, job.removes), remove_path, "csv")
             removed = job.removes["customer_id"].to_pylist()
         return Delivery(
             location=str(path), sent=job.adds["customer_id"].to_pylist(), removed=removed, batches=1, attempts=1
