@@ -136,12 +136,19 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     segments = _segment(settings, args.key)
     as_of = _as_of(args.as_of) if args.as_of else date.today() - timedelta(days=1)
     day = None
+    types: dict[str, str] = {}  # the features' SQL types: a by_field arm's text outside DuckDB depends on them
     if settings.duckdb_path.exists():
         with _read_only(settings) as con:
             with contextlib.suppress(FeaturesNotBuilt):  # nothing built yet: the SQL reads the current table
                 day = day_to_read(con, as_of)
             if day == current_day(con):
                 day = None
+            types = dict(
+                con.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
+                ).fetchall()
+            )
     if day is not None and args.dialect != "duckdb":
         print(
             f"note: the features of {day} are in DuckDB's history only; this SQL reads the current ones",
@@ -149,7 +156,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         )
         day = None
     catalogue = load_catalogue(settings.duckdb_path)
-    print(explain_sql(args.key, segments, catalogue, as_of, dialect=args.dialect, features_day=day))
+    print(explain_sql(args.key, segments, catalogue, as_of, dialect=args.dialect, features_day=day, column_types=types))
     return 0
 
 
@@ -195,14 +202,18 @@ def _members(args: argparse.Namespace, settings: Settings) -> int:
     import pyarrow.parquet as pq
 
     from acrm_pipelines.segments.history import evaluated_dates, members_at
+    from acrm_pipelines.segments.lookup import members_day
 
-    _segment(settings, args.key)
+    segment = _segment(settings, args.key)[args.key]
     as_of = _as_of(args.as_of)
     with _read_only(settings) as con:
-        dates = evaluated_dates(con, args.key)
-        if not any(d <= as_of for d in dates):
-            raise ValueError(f"segment {args.key!r} has no evaluation on or before {as_of} (run or backfill it)")
-        rows = members_at(con, args.key, as_of)
+        # Not known (before the first evaluation, after the last of a segment every run re-evaluates): exit 1.
+        day, notes = members_day(args.key, segment, evaluated_dates(con, args.key), as_of)
+        rows = members_at(con, args.key, day)
+    for note in notes:
+        print(note, file=sys.stderr)
+    if not rows:
+        print(f"note: {args.key} has no members as of {as_of}", file=sys.stderr)
     if args.format == "parquet":
         if not args.output:
             raise ValueError("--format parquet needs --output FILE")
@@ -220,12 +231,23 @@ def _members(args: argparse.Namespace, settings: Settings) -> int:
 
 def _segments_of(args: argparse.Namespace, settings: Settings) -> int:
     from acrm_pipelines.segments.history import segments_of
+    from acrm_pipelines.segments.lookup import segments_of_notes
+    from acrm_pipelines.yaml_specs import DefinitionErrors
 
     as_of = _as_of(args.as_of)
+    try:  # which segments are static or inactive (frozen); the history answers without them too
+        segments = _segments(settings)
+        definitions = {k: segments[k] for k in segments.definitions}
+    except (DefinitionErrors, FileNotFoundError):
+        definitions = {}
     with _read_only(settings) as con:
+        # An unknown customer, a date before any evaluation or after the last run: exit 1, never an empty answer.
+        notes = segments_of_notes(con, args.customer_id, as_of, definitions)
         rows = segments_of(con, args.customer_id, as_of)
     for key, arm in rows:
         print(key if arm is None else f"{key}\tarm={arm}")
+    for note in notes:
+        print(note, file=sys.stderr)
     if not rows:
         print(f"customer {args.customer_id} is in no segment as of {as_of}", file=sys.stderr)
     return 0
@@ -302,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--as-of", metavar="YYYY-MM-DD", help="date for relative dates and windows (default yesterday)"
     )
-    explain.add_argument("--dialect", default="duckdb", help="any sqlglot dialect: duckdb, spark, postgres, …")
+    explain.add_argument(
+        "--dialect", default="duckdb", help="duckdb, postgres or spark (the engines its SQL is tested on)"
+    )
     explain.set_defaults(handler=_explain)
 
     preview = sub.add_parser("preview", help="evaluate a segment now, saving nothing: count, arms, sample rows")

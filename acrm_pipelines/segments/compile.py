@@ -4,19 +4,23 @@ Every rule becomes a boolean expression over one *wide* row per customer: the co
 `marts.customer_features` plus one column per distinct behaviour aggregate (e.g. "email clicks in the
 last 6 days"), computed by one GROUP BY per fact mart for all segments together. Feature names are
 checked against the catalogue and quoted; values become literals of the tree, so no definition can
-change the structure of the SQL. `explain_sql` renders a whole segment for any sqlglot dialect.
+change the structure of the SQL. `explain_sql` renders a whole segment for DuckDB, PostgreSQL or Spark SQL:
+where DuckDB's SQL would mean something else there (the split hash, text order, a date's text), the tree is
+built for the dialect, and what cannot be said the same way is refused, naming the segment and the construct.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+import numpy as np
 from sqlglot import exp
 
-from acrm_pipelines.segments.catalogue import Catalogue
+from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.dates import cutoff, month_day, parse_date, window_start
 from acrm_pipelines.segments.spec import (
     AllGroup,
@@ -28,6 +32,8 @@ from acrm_pipelines.segments.spec import (
 )
 
 FEATURES = ("marts", "customer_features")
+# The dialects explain_sql prints, each tested on its own engine (tests/test_explain_dialects.py).
+DIALECTS = ("duckdb", "postgres", "spark")
 WIDE = "w"  # alias of the wide row in every predicate
 KEY = "customer_id"
 
@@ -181,6 +187,7 @@ class Compiler:
 
     catalogue: Catalogue
     as_of: date
+    dialect: str = "duckdb"  # the engine's leaves are DuckDB's; explain_sql may ask for postgres or spark
     features: set[str] = field(default_factory=set)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
 
@@ -223,6 +230,9 @@ class Compiler:
             return exp.StrPosition(this=column, substr=literal(cond.value)) > exp.Literal.number(0)
         if cond.ignore_year:
             return self._month_day(column, cond)
+        if kind == "text" and self.dialect == "postgres":
+            # DuckDB orders (and matches) text by its bytes; PostgreSQL by the column's or database's collation.
+            column = exp.Collate(this=column, expression=exp.to_identifier("C", quoted=True))
         values = cond.value if isinstance(cond.value, list) else [cond.value]
         if kind in ("date", "timestamp"):
             column = exp.cast(column, exp.DataType.Type.DATE)
@@ -319,97 +329,224 @@ def wide_select(
     return query
 
 
-def bucket(salt: str) -> exp.Expression:
-    """A customer's split bucket in [0, 100): md5(salt:customer_id), first 8 hex digits / 2^32 × 100."""
+def bucket(salt: str, dialect: str = "duckdb") -> exp.Expression:
+    """A customer's split bucket in [0, 100): md5(salt:customer_id), first 8 hex digits / 2^32 × 100.
+
+    The hex digits become a number by each dialect's own means (DuckDB: a `0x` literal cast to UBIGINT;
+    PostgreSQL: `bit(32)`, read unsigned; Spark: `conv`); the division is a DOUBLE one everywhere, and
+    dividing by 2^32 is exact, so every engine computes the same double for the same customer.
+    """
     digest = exp.MD5(this=exp.DPipe(this=exp.Literal.string(f"{salt}:"), expression=col(KEY, None)))
     hex8 = exp.Substring(this=digest, start=exp.Literal.number(1), length=exp.Literal.number(8))
-    number = exp.cast(exp.DPipe(this=exp.Literal.string("0x"), expression=hex8), exp.DataType.Type.UBIGINT)
+    if dialect == "postgres":
+        bits = exp.cast(
+            exp.DPipe(this=exp.Literal.string("x"), expression=hex8), exp.DataType.build("BIT(32)", dialect=dialect)
+        )
+        number = exp.cast(bits, exp.DataType.Type.BIGINT)
+    elif dialect == "spark":
+        number = exp.cast(
+            exp.func("CONV", hex8, exp.Literal.number(16), exp.Literal.number(10)), exp.DataType.Type.BIGINT
+        )
+    else:
+        number = exp.cast(exp.DPipe(this=exp.Literal.string("0x"), expression=hex8), exp.DataType.Type.UBIGINT)
     return exp.Div(this=number, expression=exp.Literal.number(2**32)) * exp.Literal.number(100)
 
 
-def rules_select(segment: Segment, catalogue: Catalogue, as_of: date) -> exp.Select:
+def split_edges(weights: Mapping[str, float]) -> list[float]:
+    """The upper bucket edge of each arm, computed as the engine computes them (evaluate.py), so the
+    explained SQL puts every customer in the same arm: arm i holds edge[i-1] <= bucket < edge[i]."""
+    return [float(e) for e in np.cumsum(list(weights.values())) / sum(weights.values()) * 100.0]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the SQL is for: the dialect, and the SQL types of the features where known (by_field arms)."""
+
+    dialect: str = "duckdb"
+    types: Mapping[str, str] = field(default_factory=dict)
+
+
+def rules_select(segment: Segment, catalogue: Catalogue, as_of: date, target: Target = Target()) -> exp.Select:
     """SELECT customer_id of the customers that satisfy the segment's rules."""
-    comp = Compiler(catalogue, as_of)
+    comp = Compiler(catalogue, as_of, target.dialect)
     predicate = comp.rules(segment.rules)
     wide = wide_select(comp.features, comp.aggregates, as_of)
     return exp.select(col(KEY, None)).from_(wide.subquery(WIDE)).where(predicate)
 
 
-def segment_select(key: str, segments, catalogue: Catalogue, as_of: date) -> exp.Query:
-    """The whole segment as one query: customer_id (and arm when it has arms)."""
+def segment_select(
+    key: str, segments, catalogue: Catalogue, as_of: date, target: Target = Target(), arms: bool = True
+) -> exp.Query:
+    """The whole segment as one query: customer_id (and arm when it has arms, unless `arms` is false)."""
     seg: Segment = segments[key]
+
+    def ids(ref: str) -> exp.Query:
+        return segment_select(ref, segments, catalogue, as_of, target, arms=False)
+
     base: exp.Query | None = None
     if seg.from_ is not None:
         src = seg.from_
         parts: list[exp.Query] = []
         if src.union:
-            parts.append(_reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in src.union]))
+            parts.append(_reduce(exp.union, [ids(r) for r in src.union]))
         if src.intersect:
-            parts += [_ids(r, segments, catalogue, as_of) for r in src.intersect]
+            parts += [ids(r) for r in src.intersect]
         base = _reduce(exp.intersect, parts)
         if src.minus:
-            base = exp.except_(base, _reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in src.minus]))
+            base = _reduce(exp.except_, [base, _reduce(exp.union, [ids(r) for r in src.minus])])
     elif seg.priority is not None:
-        base = _reduce(exp.union, [_ids(r, segments, catalogue, as_of) for r in seg.priority])
+        base = _reduce(exp.union, [ids(r) for r in seg.priority])
     if seg.rules is not None:
-        rules = rules_select(seg, catalogue, as_of)
-        base = rules if base is None else exp.intersect(base, rules)
+        rules = rules_select(seg, catalogue, as_of, target)
+        base = rules if base is None else _reduce(exp.intersect, [base, rules])
     members = exp.select(col(KEY, None)).from_(base.subquery("m"))
+    if not arms:
+        return members
     if seg.priority is not None:
-        ifs = [
-            exp.If(this=col(KEY, None).isin(query=_ids(r, segments, catalogue, as_of)), true=exp.Literal.string(r))
-            for r in seg.priority
-        ]
-        return members.select(exp.Case(ifs=ifs).as_("arm"))
+        return _priority(seg, members, ids)
     if seg.split is not None:
+        if seg.split.by_field is None:
+            return members.select(_split_arm(seg, target.dialect).as_("arm"))
         return (
-            members.select(_split_arm(seg, catalogue, as_of).as_("arm"))
-            if seg.split.by_field is None
-            else (
-                exp.select(
-                    col(KEY),
-                    exp.func(
-                        "COALESCE",
-                        exp.cast(col(seg.split.by_field), exp.DataType.Type.VARCHAR),
-                        exp.Literal.string("none"),
-                    ).as_("arm"),
-                )
-                .from_(table(*FEATURES, alias=WIDE))
-                .where(col(KEY).isin(query=exp.select(col(KEY, None)).from_(base.subquery("m"))))
-            )
+            exp.select(col(KEY), _field_arm(key, seg.split.by_field, catalogue, target).as_("arm"))
+            .from_(table(*FEATURES, alias=WIDE))
+            .where(col(KEY).isin(query=members))
         )
     return members
 
 
-def _split_arm(seg: Segment, catalogue: Catalogue, as_of: date) -> exp.Expression:
+def _priority(seg: Segment, members: exp.Select, ids) -> exp.Query:
+    """Each member's arm is the first listed segment that holds them: the least rank among the listed
+    segments' rows (a subquery in a CASE, as `IN (…)`, is not allowed by Spark outside WHERE)."""
+    ranked = _reduce(
+        lambda a, b: exp.union(a, b, distinct=False),
+        [
+            exp.select(col(KEY, None), exp.Literal.number(i).as_("p")).from_(ids(r).subquery("s"))
+            for i, r in enumerate(seg.priority)
+        ],
+    )
+    first = exp.Min(this=exp.column("p"))
+    arm = exp.Case(
+        this=first,
+        ifs=[exp.If(this=exp.Literal.number(i), true=exp.Literal.string(r)) for i, r in enumerate(seg.priority)],
+    )
+    return (
+        exp.select(col(KEY, None), arm.as_("arm"))
+        .from_(ranked.subquery("r"))
+        .where(col(KEY, None).isin(query=members))
+        .group_by(col(KEY, None))
+    )
+
+
+def _split_arm(seg: Segment, dialect: str) -> exp.Expression:
     weights = seg.split.arm_weights()
-    total = sum(weights.values())
-    edge, ifs = 0.0, []
-    b = bucket(seg.split.salt or "")
+    b = bucket(seg.split.salt or "", dialect)
     names = list(weights)
-    for name in names[:-1]:
-        edge += 100.0 * weights[name] / total
-        ifs.append(exp.If(this=b < exp.Literal.number(edge), true=exp.Literal.string(name)))
+    ifs = [
+        exp.If(
+            this=b.copy() < exp.cast(exp.Literal.number(edge), exp.DataType.Type.DOUBLE),
+            true=exp.Literal.string(name),
+        )
+        for name, edge in zip(names[:-1], split_edges(weights), strict=False)
+    ]
     return exp.Case(ifs=ifs, default=exp.Literal.string(names[-1]))
 
 
-def _ids(key: str, segments, catalogue: Catalogue, as_of: date) -> exp.Query:
-    return exp.select(col(KEY, None)).from_(segment_select(key, segments, catalogue, as_of).subquery("s"))
+_EXACT_NUMBERS = ("tinyint", "smallint", "int", "bigint", "hugeint", "utinyint", "usmallint", "uinteger", "ubigint")
+
+
+def _field_arm(key: str, name: str, catalogue: Catalogue, target: Target) -> exp.Expression:
+    """A by_field arm: the value as DuckDB writes it as text, 'none' when null. Another dialect must write the
+    same text; a date or timestamp follows PostgreSQL's DateStyle, so it is formatted explicitly there, and a
+    floating-point number (DuckDB writes 100.0, PostgreSQL 100, Spark 1.0E20 for 1e+20) or a feature of unknown
+    type is refused."""
+    column = col(name)
+    kind = catalogue.kind(name)
+    dialect = target.dialect
+    text: exp.Expression = exp.cast(column, exp.DataType.Type.VARCHAR)
+    if dialect != "duckdb":
+        sql_type = target.types.get(name, "").strip().lower()
+        if kind == "any" and sql_type:
+            kind = kind_of(sql_type)
+        if kind in ("number", "any") and name.startswith("custom_") and not sql_type:
+            why = "its type is not known before the DuckDB file has marts.customer_features"
+            _refuse(key, dialect, f"split.by_field {name}: {why}")
+        if kind == "number" and sql_type and not sql_type.startswith((*_EXACT_NUMBERS, "decimal", "numeric")):
+            _refuse(
+                key,
+                dialect,
+                f"split.by_field {name} is a {sql_type.upper()} column, whose values {dialect} writes as other "
+                "text than DuckDB (the arm names)",
+            )
+        if kind not in ("text", "number", "boolean", "date", "timestamp"):
+            _refuse(key, dialect, f"split.by_field {name} ({kind or 'unknown'} feature) has no portable text form")
+        if dialect == "postgres" and kind == "date":
+            text = exp.func("TO_CHAR", column, exp.Literal.string("YYYY-MM-DD"), dialect=dialect)
+        elif dialect == "postgres" and kind == "timestamp":  # 2024-01-01 10:00:00[.5], as DuckDB writes it
+            full = exp.func("TO_CHAR", column, exp.Literal.string("YYYY-MM-DD HH24:MI:SS.US"), dialect=dialect)
+            text = exp.func(
+                "RTRIM", exp.func("RTRIM", full, exp.Literal.string("0")), exp.Literal.string("."), dialect=dialect
+            )
+    return exp.func("COALESCE", text, exp.Literal.string("none"))
+
+
+def _refuse(key: str, dialect: str, construct: str):
+    raise CompileError(f"segment {key!r} cannot be explained for {dialect}: {construct}")
 
 
 def _reduce(op, queries: list[exp.Query]) -> exp.Query:
-    out = queries[0]
-    for q in queries[1:]:
-        out = op(out, q)
+    """Left to right; an operand that is itself a set operation becomes a derived table, since SQL binds
+    INTERSECT tighter than UNION and EXCEPT (`a UNION b INTERSECT c` is `a UNION (b INTERSECT c)`)."""
+
+    def operand(q: exp.Query, i: int) -> exp.Query:
+        return exp.select(col(KEY, None)).from_(q.subquery(f"u{i}")) if isinstance(q, exp.SetOperation) else q
+
+    out = operand(queries[0], 0)
+    for i, q in enumerate(queries[1:], start=1):
+        out = op(out, operand(q, i))  # the same operation again: left to right as written
     return out
 
 
+def _filters_as_case(node: exp.Expression) -> exp.Expression:
+    """`AGG(x) FILTER (WHERE c)` as `AGG(CASE WHEN c THEN x END)` (the same value: the aggregates skip nulls)."""
+    if not isinstance(node, exp.Filter):
+        return node
+    agg, cond = node.this, node.expression.this
+    arg = agg.this
+    if isinstance(arg, exp.Star):
+        return exp.Count(this=exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))]))
+    if isinstance(arg, exp.Distinct):
+        inner = exp.Case(ifs=[exp.If(this=cond, true=arg.expressions[0])])
+        return agg.__class__(this=exp.Distinct(expressions=[inner]))
+    return agg.__class__(this=exp.Case(ifs=[exp.If(this=cond, true=arg)]))
+
+
 def explain_sql(
-    key: str, segments, catalogue: Catalogue, as_of: date, dialect: str = "duckdb", features_day: date | None = None
+    key: str,
+    segments,
+    catalogue: Catalogue,
+    as_of: date,
+    dialect: str = "duckdb",
+    features_day: date | None = None,
+    column_types: Mapping[str, str] | None = None,
 ) -> str:
-    """The segment as one query; with `features_day`, reading that built day's features from the history
-    (`marts.customer_features_on(day)`, a DuckDB table macro) instead of the current table."""
-    query = segment_select(key, segments, catalogue, as_of)
+    """The segment as one query for `dialect` (one of DIALECTS); with `features_day`, reading that built day's
+    features from the history (`marts.customer_features_on(day)`, a DuckDB table macro) instead of the current
+    table. `column_types`: the SQL types of marts.customer_features (a by_field split on a custom number
+    column needs them outside DuckDB). A construct another dialect cannot say the same way is a CompileError
+    naming the segment and the construct."""
+    dialect = dialect.lower()
+    if dialect not in DIALECTS:
+        raise CompileError(
+            f"dialect {dialect!r} is not supported: choose one of {', '.join(DIALECTS)} "
+            "(the engines the printed SQL is tested on)"
+        )
+    if features_day is not None and dialect != "duckdb":
+        raise CompileError(f"the features of {features_day} are in DuckDB's history only (customer_features_on)")
+    target = Target(dialect, dict(column_types or {}))
+    query = segment_select(key, segments, catalogue, as_of, target)
+    if dialect == "spark":
+        query = query.transform(_filters_as_case)
     if features_day is not None:
         on_day = exp.Anonymous(this="customer_features_on", expressions=[literal(features_day)])
 
