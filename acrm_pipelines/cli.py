@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+from acrm_pipelines import terminal
 from acrm_pipelines.settings import Settings, quiet_telemetry
 
 
@@ -29,8 +30,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from acrm_pipelines.automation.runner import run_partition
     from acrm_pipelines.definitions import defs
 
-    summary = run_partition(defs, settings, args.as_of)
-    print("\n".join(summary.lines()))
+    summary = run_partition(defs, settings, args.as_of, log_level="INFO" if args.verbose else "WARNING")
+    print("\n".join(summary.lines(every_segment=args.verbose)))
     print(f"\nDuckDB file: {settings.duckdb_path}")
     print("             marts.customer_features, raw.quarantine, segments.membership, segments.evaluations")
     if summary.segments:
@@ -352,12 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     status = exports_sub.add_parser("status", help="the latest run of every export")
     status.add_argument("--fail-on-error", action="store_true", help="exit 1 when a latest run failed")
     status.set_defaults(handler=_exports_status)
+    for command in [parser, *sub.choices.values(), *exports_sub.choices.values()]:
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS if command is not parser else False,
+            help="show the tools' own output: dbt's log, Dagster's notices and run log, every segment",
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_telemetry()
     args = build_parser().parse_args(argv)
+    terminal.configure(verbose=args.verbose)
     try:
         settings = Settings.from_env()
         return args.handler(args, settings)

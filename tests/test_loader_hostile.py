@@ -362,3 +362,43 @@ def test_numbers_too_big_for_their_type_quarantine_the_row(tmp_path: Path) -> No
             (3,),
             (9223372036854775807,),
         ]
+
+
+def test_an_empty_part_file_is_skipped_and_named(tmp_path: Path) -> None:
+    """A 0-byte part (an exporter's empty shard) in a table's folder: the other parts load, the metadata
+    names the skipped file; a required table whose only file is empty fails naming that file."""
+    land = tmp_path / "landing"
+    write_csv(land / "customers.csv", ["customer_id"], [["c1"], ["c2"]])
+    cols = ["order_id", "customer_id", "ordered_at", "total_amount"]
+    write_csv(land / "orders" / "part-1.csv", cols, [["o1", "c1", "2024-01-01", "1"], ["", "c1", "2024-01-02", "2"]])
+    (land / "orders" / "part-2.csv").write_bytes(b"")
+    (land / "orders" / "part-3.parquet").write_bytes(b"")
+    pq.write_table(
+        pa.table(
+            {
+                c: [
+                    "o4"
+                    if c == "order_id"
+                    else "c2"
+                    if c == "customer_id"
+                    else "2024-01-04"
+                    if c == "ordered_at"
+                    else "4"
+                ]
+                for c in cols
+            }
+        ),
+        land / "orders" / "part-4.parquet",
+    )
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        load_table(con, CUSTOMERS, land)
+        result = load_table(con, ORDERS, land)
+        assert result.skipped_files == ["orders/part-2.csv (empty)", "orders/part-3.parquet (empty)"]
+        assert result.files == ["orders/part-1.csv", "orders/part-4.parquet"]
+        assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
+        assert quarantine(con, "orders") == [("orders/part-1.csv", 2, "missing_key:order_id")]
+        assert con.execute("SELECT order_id FROM raw.orders ORDER BY 1").fetchall() == [("o1",), ("o4",)]
+    (land / "customers.csv").write_bytes(b"")
+    with duckdb.connect(str(tmp_path / "db2.duckdb")) as con, pytest.raises(LoadError) as err:
+        load_table(con, CUSTOMERS, land)
+    assert str(land / "customers.csv") in str(err.value) and "empty" in str(err.value)

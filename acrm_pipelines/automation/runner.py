@@ -28,6 +28,10 @@ from acrm_pipelines.exports.run import BACKFILL_TAGS, SEND_TAG
 from acrm_pipelines.settings import Settings
 
 
+# A run's summary lists at most this many segments (the most entries + exits), unless asked for all.
+SUMMARY_SEGMENTS = 20
+
+
 class RunFailed(Exception):
     pass
 
@@ -45,7 +49,8 @@ class RunSummary:
     segments: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # size, entered, exited
     exports: dict[str, dict] = field(default_factory=dict)  # counts and location
 
-    def lines(self) -> list[str]:
+    def lines(self, every_segment: bool = False) -> list[str]:
+        """The run's summary; segments beyond SUMMARY_SEGMENTS are shortened to the biggest changes."""
         out = [f"as of {self.as_of}: run {self.run_id} finished in {self.seconds:.1f} s"]
         out.append(f"{'table':<20}{'loaded':>12}{'quarantined':>13}")
         for name, n in self.loaded.items():
@@ -53,8 +58,18 @@ class RunSummary:
         out.append(f"customers featured: {self.customers_featured:,}")
         if self.segments:
             out.append(f"\n{'segment':<28}{'size':>10}{'entered':>10}{'exited':>10}")
-            for key, (size, entered, exited) in sorted(self.segments.items()):
+            shown = sorted(self.segments)
+            if not every_segment and len(shown) > SUMMARY_SEGMENTS:
+                changes = sorted(shown, key=lambda k: (-(self.segments[k][1] + self.segments[k][2]), k))
+                shown = sorted(changes[:SUMMARY_SEGMENTS])
+            for key in shown:
+                size, entered, exited = self.segments[key]
                 out.append(f"{key:<28}{size:>10,}{entered:>10,}{exited:>10,}")
+            if len(shown) < len(self.segments):
+                out.append(
+                    f"… and {len(self.segments) - len(shown):,} more segments with fewer changes "
+                    "(all: -v, the segment_set asset in the UI, or segments.evaluations)"
+                )
         if self.exports:
             out.append(f"\n{'export':<28}{'sent':>10}{'suppressed':>12}{'held back':>11}  location")
             for key, m in sorted(self.exports.items()):

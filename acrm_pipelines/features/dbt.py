@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
+from acrm_pipelines.terminal import routed
 
 GROUP = "features"
 
@@ -75,6 +76,7 @@ def build_dbt_assets(partitions_def):
         pool=DUCKDB_POOL,
     )
     def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource):
-        yield from dbt.cli(dbt_build_args(context.partition_key), context=context).stream()
+        events = dbt.cli(dbt_build_args(context.partition_key), context=context).stream()
+        yield from routed(events, context.log.debug)  # dbt's log: the terminal with -v, else the run's debug log
 
     return dbt_features

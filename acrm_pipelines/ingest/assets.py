@@ -51,6 +51,8 @@ def load_metadata(result: LoadResult) -> dict:
         metadata["custom_columns"] = MetadataValue.json(result.custom_columns)
     if result.rejected_columns:
         metadata["rejected_columns"] = MetadataValue.json(result.rejected_columns)
+    if result.skipped_files:
+        metadata["skipped_files"] = MetadataValue.json(result.skipped_files)
     return metadata
 
 

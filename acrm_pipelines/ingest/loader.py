@@ -73,6 +73,7 @@ class LoadResult:
     rejected_columns: list[str] = field(default_factory=list)  # custom_* headers with an unsafe name, not loaded
     custom_columns: dict[str, str] = field(default_factory=dict)
     reused: bool = False  # the files had not changed since the last load: raw.<table> was kept as it was
+    skipped_files: list[str] = field(default_factory=list)  # files with nothing to read (0 bytes), not loaded
 
 
 QUARANTINE_DDL = f"""
@@ -524,6 +525,12 @@ def load_table(
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
     con.execute(QUARANTINE_DDL)
     files = discover_files(landing_dir, spec.name)
+    # A 0-byte file holds no rows and not even a header (an exporter's empty part): skipped, and said so.
+    empty = [p for p in files if p.stat().st_size == 0]
+    result.skipped_files = [f"{p.relative_to(landing_dir).as_posix()} (empty)" for p in empty]
+    files = [p for p in files if p not in empty]
+    if not files and empty and spec.required_table:
+        raise LoadError(f"{empty[0]}: the file is empty (0 bytes), and there is no other {spec.name} data")
     if not files and spec.required_table:
         raise LoadError(
             f"{landing_dir}: no {spec.name} data (expected {spec.name}.csv, {spec.name}.parquet "
