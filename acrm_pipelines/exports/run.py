@@ -44,22 +44,21 @@ class ExportResult:
     seconds: float = 0.0
 
 
-def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> dict[str, dict]:
-    """customer_id -> row as exported, for what the destination held before `as_of`. A re-run of a date sees
-    the same starting point: runs for earlier dates delivered after this date first was (a backfill sent
-    later) are left out."""
+def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> pa.Table:
+    """(customer_id, row as exported as JSON) for what the destination held before `as_of`. A re-run of a
+    date sees the same starting point: runs for earlier dates delivered after this date first was (a
+    backfill sent later) are left out."""
     ensure_log(con)
-    rows = con.execute(
-        f"""SELECT customer_id, arg_max(row, as_of) FROM {LOG}.audience_changes c
+    return con.sql(
+        f"""SELECT customer_id, arg_max(row, as_of)::VARCHAR AS row FROM {LOG}.audience_changes c
         LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
         WHERE c.export_key = ? AND c.as_of < ?
             AND coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
                 (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?),
                 TIMESTAMP '9999-12-31')
-        GROUP BY 1 HAVING arg_max(kind, as_of) = 'add'""",
-        [key, as_of, key, as_of],
-    ).fetchall()
-    return {cid: json.loads(row) if row else {} for cid, row in rows}
+        GROUP BY 1 HAVING arg_max(kind, as_of) = 'add' ORDER BY 1""",
+        params=[key, as_of, key, as_of],
+    ).to_arrow_table()
 
 
 def not_sent_reason(con: duckdb.DuckDBPyConnection, export: Export, as_of: date, tags: dict[str, str]) -> str | None:
@@ -97,12 +96,13 @@ def hold_export(con: duckdb.DuckDBPyConnection, export: Export, as_of: date, run
     return ExportResult(export.key, as_of, "", {"sent": 0})
 
 
-def _removals(export: Export, held: dict[str, dict], customer_ids: list[str], schema: pa.Schema) -> pa.Table:
-    """Customers to remove, with the fields they were exported with (an erased customer is still named)."""
+def _removals(held: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Customers to remove (`held` rows), with the fields they were exported with (an erased customer is
+    still named). Only the removals pass through Python: they are the day's changes, not the audience."""
     names = [f.name for f in schema]
     rows = [
-        {**{n: None for n in names}, **{k: v for k, v in held[c].items() if k in names}, "customer_id": c}
-        for c in customer_ids
+        {**dict.fromkeys(names), **{k: v for k, v in json.loads(row or "{}").items() if k in names}, "customer_id": c}
+        for c, row in zip(held["customer_id"].to_pylist(), held["row"].to_pylist(), strict=True)
     ]
     return pa.Table.from_pylist(rows, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
 
@@ -120,13 +120,13 @@ def run_export(
     table = audience.table
     deliver = table.filter(pc.equal(table["decision"], "deliver"))
     rows = deliver.drop_columns([c for c in ("arm", "decision") if c in deliver.column_names])
-    removes: list[str] = []
     held = held_before(con, export.key, as_of)
+    gone = held.slice(0, 0)
     if export.mode == "delta":
-        now = set(deliver["customer_id"].to_pylist())
-        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], pa.array(sorted(held), pa.string()))))
-        removes = sorted(set(held) - now)
-    removal_rows = _removals(export, held, removes, rows.schema)
+        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], held["customer_id"])))
+        gone = held.filter(pc.invert(pc.is_in(held["customer_id"], deliver["customer_id"])))
+    removes = gone["customer_id"]
+    removal_rows = _removals(gone, rows.schema)
     con.execute(
         f"INSERT INTO {LOG}.runs VALUES (?, ?, ?, ?, NULL, ?, 'running', NULL, NULL, ?, NULL)",
         [export.key, as_of, run_id, export.destination.type, export.mode, datetime.now()],
@@ -151,86 +151,93 @@ def _finish_run(con, key: str, as_of: date, run_id: str, status: str, counts: di
     )
 
 
+def _ids(values) -> pa.Table:
+    """A one-column table of distinct customer ids (from a list or an Arrow column), for DuckDB to join on."""
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return pa.table({"customer_id": pc.unique(values).cast(pa.string())})
+    return pa.table({"customer_id": pa.array(list(dict.fromkeys(values)), pa.string())})
+
+
+def _keyed(mapping: dict[str, str], name: str) -> pa.Table:
+    return pa.table(
+        {"customer_id": pa.array(list(mapping), pa.string()), name: pa.array(list(mapping.values()), pa.string())}
+    )
+
+
 def _log(
-    con, export: Export, as_of: date, run_id: str, table: pa.Table, sent_rows: pa.Table, delivery, removes: list[str]
+    con, export: Export, as_of: date, run_id: str, table: pa.Table, sent_rows: pa.Table, delivery, removes: pa.Array
 ) -> dict[str, int]:
-    """One delivery-log row per member (and per removal); the audience left at the destination."""
-    sent = set(delivery.sent)
-    to_send = set(sent_rows["customer_id"].to_pylist())
-    ids = table["customer_id"].to_pylist()
-    decisions = table["decision"].to_pylist()
-    statuses, reasons, actions, batches = [], [], [], []
-    for cid, decision in zip(ids, decisions, strict=True):
-        if decision in SUPPRESSED:
-            statuses.append("suppressed"), reasons.append(decision), actions.append(None)
-        elif decision == "held_back":
-            statuses.append("held_back"), reasons.append(export.hold_out_arm), actions.append(None)
-        elif cid in delivery.rejected:
-            statuses.append("rejected"), reasons.append(delivery.rejected[cid]), actions.append("add")
-        elif cid in sent:
-            statuses.append("sent"), reasons.append(None), actions.append("add")
-        elif cid in delivery.skipped:
-            statuses.append("skipped"), reasons.append(delivery.skipped[cid]), actions.append(None)
-        elif cid not in to_send:
-            statuses.append("unchanged"), reasons.append("delta: already at the destination"), actions.append(None)
-        else:
-            statuses.append("failed"), reasons.append("not confirmed by the destination"), actions.append("add")
-        batches.append(delivery.batch_of.get(cid))
-    arms = table["arm"].to_pylist()
-    decisions_all = list(decisions)
-    removed = set(delivery.removed)
-    for cid in removes:
-        ids.append(cid), arms.append(None), decisions_all.append("removed")
-        statuses.append("removed" if cid in removed else "failed")
-        reasons.append(None), actions.append("remove"), batches.append(delivery.batch_of.get(cid))
-    log = pa.table(  # noqa: F841 - read by DuckDB through the variable name
-        {
-            "customer_id": pa.array(ids, pa.string()),
-            "arm": pa.array(arms, pa.string()),
-            "decision": decisions_all,
-            "action": pa.array(actions, pa.string()),
-            "status": statuses,
-            "reason": pa.array(reasons, pa.string()),
-            "batch_key": pa.array(batches, pa.string()),
-        }
+    """One delivery-log row per member (and per removal), decided in DuckDB: at millions of members a
+    Python loop over them was most of an export's time."""
+    members = table.select(["customer_id", "arm", "decision"])  # noqa: F841 - read by DuckDB by name
+    sent, removed, to_send = _ids(delivery.sent), _ids(delivery.removed), sent_rows.select(["customer_id"])  # noqa: F841
+    rejected, skipped = _keyed(delivery.rejected, "reason"), _keyed(delivery.skipped, "reason")  # noqa: F841
+    batches, gone = _keyed(delivery.batch_of, "batch_key"), pa.table({"customer_id": removes})  # noqa: F841
+    suppressed = ", ".join(f"'{d}'" for d in SUPPRESSED)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _acrm_log AS
+        SELECT m.customer_id, m.arm, m.decision,
+            CASE WHEN m.decision IN ({suppressed}) OR m.decision = 'held_back' THEN NULL
+                WHEN rj.customer_id IS NOT NULL OR s.customer_id IS NOT NULL THEN 'add'
+                WHEN sk.customer_id IS NOT NULL OR ts.customer_id IS NULL THEN NULL ELSE 'add' END AS action,
+            CASE WHEN m.decision IN ({suppressed}) THEN 'suppressed' WHEN m.decision = 'held_back' THEN 'held_back'
+                WHEN rj.customer_id IS NOT NULL THEN 'rejected' WHEN s.customer_id IS NOT NULL THEN 'sent'
+                WHEN sk.customer_id IS NOT NULL THEN 'skipped' WHEN ts.customer_id IS NULL THEN 'unchanged'
+                ELSE 'failed' END AS status,
+            CASE WHEN m.decision IN ({suppressed}) THEN m.decision WHEN m.decision = 'held_back' THEN ?
+                WHEN rj.customer_id IS NOT NULL THEN rj.reason WHEN s.customer_id IS NOT NULL THEN NULL
+                WHEN sk.customer_id IS NOT NULL THEN sk.reason
+                WHEN ts.customer_id IS NULL THEN 'delta: already at the destination'
+                ELSE 'not confirmed by the destination' END AS reason,
+            b.batch_key, 0 AS part
+        FROM members m
+        LEFT JOIN rejected rj USING (customer_id) LEFT JOIN sent s USING (customer_id)
+        LEFT JOIN skipped sk USING (customer_id) LEFT JOIN to_send ts USING (customer_id)
+        LEFT JOIN batches b USING (customer_id)
+        UNION ALL
+        SELECT g.customer_id, NULL, 'removed', 'remove',
+            CASE WHEN r.customer_id IS NULL THEN 'failed' ELSE 'removed' END, NULL, b.batch_key, 1
+        FROM gone g LEFT JOIN removed r USING (customer_id) LEFT JOIN batches b USING (customer_id)""",
+        [export.hold_out_arm],
     )
     con.execute(f"DELETE FROM {LOG}.deliveries WHERE export_key = ? AND as_of = ?", [export.key, as_of])
     con.execute(
         f"""INSERT INTO {LOG}.deliveries SELECT ?, ?, ?, ?, ?, customer_id, arm, decision, action, status, reason,
-            batch_key, ? FROM log""",
+            batch_key, ? FROM _acrm_log ORDER BY part, customer_id""",
         [export.key, as_of, run_id, export.channel, export.campaign, datetime.now()],
     )
     counts: dict[str, int] = {"members": len(table)}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    for decision in decisions:
-        if decision in SUPPRESSED:
-            counts[f"suppressed.{decision}"] = counts.get(f"suppressed.{decision}", 0) + 1
+    counts |= dict(con.execute("SELECT status, count(*) FROM _acrm_log GROUP BY 1 ORDER BY 1").fetchall())
+    con.execute("DROP TABLE _acrm_log")
+    by_decision = con.execute(
+        f"SELECT decision, count(*) FROM members WHERE decision IN ({suppressed}) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    counts |= {f"suppressed.{decision}": n for decision, n in by_decision}
     counts["batches"] = delivery.batches
     counts["attempts"] = delivery.attempts
     return counts
 
 
-def _record_audience(con, export: Export, as_of: date, held: dict[str, dict], rows: pa.Table, delivery) -> None:
-    """The destination's holdings after this successful run, as changes dated `as_of` (replacing a re-run's)."""
-    sent = set(delivery.sent)  # once: rebuilt per row it made a 300k-member export take many minutes
-    sent_rows = {r["customer_id"]: r for r in rows.to_pylist() if r["customer_id"] in sent}
+def _record_audience(con, export: Export, as_of: date, held: pa.Table, rows: pa.Table, delivery) -> None:
+    """The destination's holdings after this successful run, as changes dated `as_of` (replacing a re-run's),
+    in DuckDB: the rows as exported are kept as JSON for later removals."""
+    sent = _ids(delivery.sent)
+    sent_rows = rows.filter(pc.is_in(rows["customer_id"], sent["customer_id"]))  # noqa: F841 - read by DuckDB
+    skipped, removed = _ids(delivery.skipped), _ids(delivery.removed)  # noqa: F841
     if export.mode == "full":  # the destination now holds exactly what was sent (or issued before)
-        holds = set(sent_rows) | set(delivery.skipped)
+        holds = "SELECT customer_id FROM sent_rows UNION SELECT customer_id FROM skipped"
     else:
-        holds = (set(held) - set(delivery.removed)) | set(sent_rows)
-    adds = sorted(holds - set(held))
-    removes = sorted(set(held) - holds)
-    changes = pa.table(  # noqa: F841 - read by DuckDB through the variable name
-        {
-            "customer_id": pa.array(adds + removes, pa.string()),
-            "kind": pa.array(["add"] * len(adds) + ["remove"] * len(removes), pa.string()),
-            "row": pa.array(
-                [json.dumps(sent_rows.get(c, {}), default=str) for c in adds] + [None] * len(removes), pa.string()
-            ),
-        }
-    )
+        holds = """SELECT customer_id FROM held WHERE customer_id NOT IN (SELECT customer_id FROM removed)
+            UNION SELECT customer_id FROM sent_rows"""
     con.execute(f"DELETE FROM {LOG}.audience_changes WHERE export_key = ? AND as_of = ?", [export.key, as_of])
     con.execute(
-        f"INSERT INTO {LOG}.audience_changes SELECT ?, customer_id, ?, kind, row FROM changes", [export.key, as_of]
+        f"""
+        INSERT INTO {LOG}.audience_changes
+        WITH holds AS ({holds}), exported AS (SELECT customer_id, to_json(r) AS row FROM sent_rows r)
+        SELECT ?, h.customer_id, ?, 'add', coalesce(e.row, '{{}}'::JSON) FROM holds h
+        LEFT JOIN exported e USING (customer_id) WHERE h.customer_id NOT IN (SELECT customer_id FROM held)
+        UNION ALL
+        SELECT ?, customer_id, ?, 'remove', NULL FROM held WHERE customer_id NOT IN (SELECT customer_id FROM holds)""",
+        [export.key, as_of, export.key, as_of],
     )

@@ -136,5 +136,5 @@ class AudienceFile:
             write_delivered(audience_table(platform, job, job.removes), remove_path, "csv")
             removed = job.removes["customer_id"].to_pylist()
         return Delivery(
-            location=str(path), sent=job.adds["customer_id"].to_pylist(), removed=removed, batches=1, attempts=1
+            location=str(path), sent=job.adds["customer_id"], removed=removed, batches=1, attempts=1
         )

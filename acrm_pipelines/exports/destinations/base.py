@@ -69,7 +69,8 @@ class Delivery:
     """What a destination did: per customer `sent` or `rejected` (with the destination's reason)."""
 
     location: str
-    sent: list[str] = field(default_factory=list)
+    # The ids as a list, or the Arrow column of the rows sent when all were (no Python objects per row).
+    sent: list[str] | pa.ChunkedArray = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # customer_id -> reason
     skipped: dict[str, str] = field(default_factory=dict)  # customer_id -> why nothing was sent (not an error)

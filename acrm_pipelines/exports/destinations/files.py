@@ -84,7 +84,7 @@ class FileSink:
         write_delivered(table, path, kind)
         return Delivery(
             location=str(path),
-            sent=job.adds["customer_id"].to_pylist(),
+            sent=job.adds["customer_id"],
             removed=job.removes["customer_id"].to_pylist(),
             batches=1,
             attempts=1,

@@ -136,7 +136,7 @@ class PostgresTable:
             ) from None
         return Delivery(
             location=f"postgresql:{dest.table}",
-            sent=job.adds["customer_id"].to_pylist(),
+            sent=job.adds["customer_id"],
             removed=removed,
             batches=1,
             attempts=1,
