@@ -83,7 +83,15 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
     metadata = event.asset_materialization.metadata
     assert metadata["frozen_since"].value == "2024-03-09"
     assert event.asset_materialization.partition == "2024-03-10"
-    assert instance.get_latest_materialization_event(AssetKey(["segments", "paused"])) is None
+    # `paused` (inactive, never evaluated) is recorded for every partition, so none is left missing, and says so;
+    # not evaluated, it is in neither the run's summary nor the set's table.
+    paused = instance.get_latest_materialization_event(AssetKey(["segments", "paused"])).asset_materialization
+    assert {k: v.value for k, v in paused.metadata.items() if k in ("status", "size", "last_evaluation")} == {
+        "status": "inactive: not re-evaluated",
+        "size": 0,
+        "last_evaluation": "never",
+    }
+    assert instance.get_materialized_partitions(AssetKey(["segments", "paused"])) == {"2024-03-09", "2024-03-10"}
     # The set: one materialization a partition with every evaluated segment in its table and `<key>.size`.
     table = instance.get_latest_materialization_event(AssetKey(["segment_set"])).asset_materialization.metadata
     rows = {r.data["segment"]: r.data for r in table["table"].value.records}

@@ -45,7 +45,10 @@ def build_nightly_schedule(settings: Settings) -> ScheduleDefinition:
         cron_schedule="0 2 * * *",
         job=daily_job,
         execution_timezone="UTC",
-        description="Every night at 02:00 UTC: the whole graph for yesterday's partition (the last complete day).",
+        # Stopped until switched on (docs/operations.md): every tick sends the exports to the outside world.
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Every night at 02:00 UTC: the whole graph for yesterday's partition (the last complete day). "
+        "Stopped until switched on: `dagster schedule start acrm_nightly -w workspace.yaml` or the UI's toggle.",
     )
     def acrm_nightly(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         day = _scheduled(context).date() - timedelta(days=1)

@@ -1,8 +1,15 @@
-"""Run the daily job for one partition in-process: the code path the nightly schedule launches."""
+"""Run the daily job for one partition in-process: the code path the nightly schedule launches.
+
+The run is created the way a launch from the UI creates it, with the origin of the code location that
+`dagster dev` loads from workspace.yaml (its `.dagster/repository` tag `__repository__@<location>`), so the
+UI lists it under the job: the job's Runs tab, the Overview timeline, the run duration charts. It then
+executes in this process, as before (`execute_run` on the in-memory definitions `acrm run` built).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -12,8 +19,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import duckdb
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions, JobDefinition
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.execute_in_process import merge_run_tags
+from dagster._core.remote_origin import CodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.utils import make_new_run_id
+from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
 
 from acrm_pipelines.automation.jobs import DAILY_JOB
 from acrm_pipelines.automation.runs import (
@@ -25,7 +39,10 @@ from acrm_pipelines.automation.runs import (
     wait_for_pool,
 )
 from acrm_pipelines.exports.run import BACKFILL_TAGS, SEND_TAG
-from acrm_pipelines.settings import Settings
+from acrm_pipelines.settings import REPO_ROOT, Settings
+
+DEFINITIONS_MODULE = "acrm_pipelines.definitions"  # what workspace.yaml loads
+WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 
 
 # A run's summary lists at most this many segments (the most entries + exits), unless asked for all.
@@ -152,7 +169,7 @@ def check_partition(defs: Definitions, as_of: str, settings: Settings) -> None:
         day = date.fromisoformat(as_of)
     except ValueError as err:
         raise RunFailed(f"--as-of: expected a date YYYY-MM-DD, got {as_of!r}") from err
-    keys = defs.get_job_def(DAILY_JOB).partitions_def.get_partition_keys()
+    keys = defs.resolve_job_def(DAILY_JOB).partitions_def.get_partition_keys()
     if as_of not in keys:
         last = keys[-1] if keys else "none yet"
         raise RunFailed(
@@ -180,23 +197,52 @@ def run_partition(
         return _run_and_summarize(defs, settings, as_of, instance, log_level, tags or {})
 
 
+@functools.cache
+def code_location_origin() -> CodeLocationOrigin:
+    """The code location `dagster dev -w workspace.yaml` loads: the one whose module is acrm_pipelines.definitions
+    (its name, the module's unless `location_name` says otherwise); the module itself without workspace.yaml."""
+    if WORKSPACE_FILE.exists():
+        for origin in location_origins_from_yaml_paths([str(WORKSPACE_FILE)]):
+            target = getattr(origin, "loadable_target_origin", None)
+            if target is not None and target.module_name == DEFINITIONS_MODULE:
+                return origin
+    return location_origin_from_module_name(DEFINITIONS_MODULE, attribute=None, working_directory=str(REPO_ROOT))
+
+
+def remote_job_origin(job_name: str) -> RemoteJobOrigin:
+    """The job in the UI's code location: runs with it are tagged `.dagster/repository=__repository__@<location>`,
+    which is how the UI finds a job's runs."""
+    return RemoteRepositoryOrigin(code_location_origin(), SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
+
+
+def _execute(job: JobDefinition, instance: DagsterInstance, as_of: str, run_id: str, tags: dict, run_config: dict):
+    """`job.execute_in_process` (same tags, in-process executor, in-memory IO, errors as events), but the run is
+    created with the job's origins first, as a launch from the UI would create it."""
+    in_process = job.as_ephemeral_job(resource_defs={}, input_values={})
+    run = instance.create_run_for_job(
+        job_def=in_process,
+        run_id=run_id,
+        run_config=run_config,
+        tags=merge_run_tags(job, as_of, tags, asset_selection=[], instance=instance, run_config=run_config),
+        remote_job_origin=remote_job_origin(job.name),
+        job_code_origin=ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", str(REPO_ROOT))
+        .get_reconstructable_job(job.name)
+        .get_python_origin(),
+    )
+    return execute_run(InMemoryJob(in_process), run, instance, raise_on_error=False)
+
+
 def _run_and_summarize(
     defs: Definitions, settings: Settings, as_of: str, instance: DagsterInstance, log_level: str, tags: dict
 ) -> RunSummary:
-    job = defs.get_job_def(DAILY_JOB)
+    job = defs.resolve_job_def(DAILY_JOB)
     started = time.monotonic()
     run_id = make_new_run_id()
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     result = _interruptible(
         instance,
         run_id,
-        lambda: job.execute_in_process(
-            partition_key=as_of,
-            instance=instance,
-            run_id=run_id,
-            tags={**tags, **process_tags()},
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        ),
+        lambda: _execute(job, instance, as_of, run_id, {**tags, **process_tags()}, run_config),
     )
     if not result.success:
         errors = [
@@ -217,6 +263,8 @@ def _run_and_summarize(
                 summary.segments[row.data["segment"]] = (row.data["size"], row.data["entered"], row.data["exited"])
         elif name.startswith("segments/"):
             m = mat.metadata
+            if "entered" not in m:  # inactive: recorded so that no partition is missing, not evaluated
+                continue
             summary.segments[name.split("/", 1)[1]] = (m["size"].value, m["entered"].value, m["exited"].value)
         elif name.startswith("exports/"):
             summary.exports[name.split("/", 1)[1]] = {k: v.value for k, v in mat.metadata.items()}

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
 
 
 class AcrmDbtTranslator(DagsterDbtTranslator):
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's own description (its YAML); never dagster-dbt's fallback of the raw SQL."""
+        text = (dbt_resource_props.get("description") or "").strip()
+        where = dbt_resource_props.get("original_file_path")
+        source = f"dbt {dbt_resource_props.get('resource_type', 'model')}" + (f" `{where}`" if where else "")
+        return f"{text}\n\n{source}" if text else source
+
     def get_asset_spec(self, manifest: dict[str, Any], unique_id: str, project: DbtProject | None):
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest.get("nodes", {}).get(unique_id)

@@ -19,6 +19,7 @@ that needs seconds. So (docs/architecture.md, "Segments and Dagster"):
 from collections.abc import Sequence
 from datetime import date
 
+import yaml
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
@@ -26,6 +27,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetObservation,
     AssetSpec,
     Failure,
@@ -41,6 +43,7 @@ from dagster_duckdb import DuckDBResource
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
+from acrm_pipelines.segments.compile import explain_sql
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
 from acrm_pipelines.segments.history import ensure_tables, evaluated_dates_of, fixed_membership, record
 from acrm_pipelines.segments.spec import AllGroup, AnyGroup, BehaviourCondition, NotGroup, Segment
@@ -115,13 +118,16 @@ def keyed_segments(segments: SegmentSet, consumed: set[str]) -> list[str]:
     return segments.closure(roots)
 
 
-def _spec(seg: Segment, file: str) -> AssetSpec:
+def _spec(seg: Segment, file: str, definition: dict) -> AssetSpec:
     kind = "static" if seg.type == "static" else "dynamic"
+    # The asset page shows the definition as written (comments aside); each materialization adds its SQL.
+    rules = yaml.safe_dump(definition, sort_keys=False, allow_unicode=True).rstrip()
+    title = seg.title or seg.description or f"segment {seg.key}"
     return AssetSpec(
         key=segment_key(seg.key),
         deps=[segment_key(r) for r in seg.refs] + _reads(seg),
         group_name=GROUP,
-        description=seg.title or seg.description or f"segment {seg.key}",
+        description=f"{title}\n\nDefined in `{file}`:\n\n```yaml\n{rules}\n```",
         skippable=True,
         kinds={"duckdb"},
         tags={"acrm/segment_type": kind, "acrm/active": str(seg.active).lower()},
@@ -213,7 +219,12 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
         return None
     keyed_set = set(keyed)
     specs = [_set_spec(segments)]
-    specs += [_spec(segments[k], segments.definitions[k].file) for k in segments.order if k in keyed_set]
+    specs += [
+        _spec(segments[k], segments.definitions[k].file, segments.definitions[k].doc.data)
+        for k in segments.order
+        if k in keyed_set
+    ]
+    catalogue = load_catalogue()  # from the dbt YAML, for the SQL shown with each materialization
     check_specs = [
         AssetCheckSpec(
             SIZE_CHECK,
@@ -288,6 +299,19 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
             )
             if not seg.active and k not in recorded:
                 context.log.info(f"segment {k} is inactive: not re-evaluated")
+                if own:  # its partition is not left missing; no output, so its exports are skipped as before
+                    last = frozen[k]
+                    yield AssetMaterialization(
+                        asset_key=segment_key(k),
+                        partition=context.partition_key,
+                        metadata={
+                            "status": "inactive: not re-evaluated",
+                            "size": MetadataValue.int(evaluation.size(k)),  # its stored membership, as read
+                            "last_evaluation": "never" if last == date.min else str(last),
+                            "version": seg.version(),
+                            "type": seg.type,
+                        },
+                    )
                 if unchecked:
                     yield _size_check_skipped(k, "inactive: not evaluated")
                 continue
@@ -308,6 +332,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
                 "version": seg.version(),
                 "type": seg.type,
                 "evaluated_with": MetadataValue.int(len(needed)),
+                "sql": MetadataValue.md(f"```sql\n{explain_sql(k, segments, catalogue, as_of)}\n```"),
             }
             if rec is None:
                 metadata["frozen_since"] = str(dates[k][0])

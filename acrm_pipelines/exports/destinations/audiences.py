@@ -135,6 +135,4 @@ class AudienceFile:
             remove_path = path.with_name(path.stem + ".remove.csv")
             write_delivered(audience_table(platform, job, job.removes), remove_path, "csv")
             removed = job.removes["customer_id"].to_pylist()
-        return Delivery(
-            location=str(path), sent=job.adds["customer_id"], removed=removed, batches=1, attempts=1
-        )
+        return Delivery(location=str(path), sent=job.adds["customer_id"], removed=removed, batches=1, attempts=1)
