@@ -24,7 +24,8 @@ def build_definitions(settings: Settings) -> Definitions:
     export_set = load_export_set(settings, segment_set)
     keyed = keyed_segments(segment_set, {export_set[k].segment.segment for k in export_set.keys})
     segments = build_segment_assets(segment_set, partitions, keyed)
-    exports, export_checks = build_exports(export_set, settings, partitions)
+    inactive = frozenset(k for k in segment_set.order if not segment_set[k].active)
+    exports, export_checks = build_exports(export_set, settings, partitions, inactive)
     refresh_jobs, refresh_schedules = build_refresh(segment_set, keyed)
     return Definitions(
         assets=[

@@ -44,6 +44,14 @@ type: static
 size_alert: {max_ratio: 2}
 rules: {field: orders_count, op: ">=", value: 2}
 """
+# An export of the inactive segment: it runs every partition (not left missing) and sends nothing.
+PAUSED_EXPORT = """\
+key: paused_file
+segment: paused_keyed
+channel: email
+campaign: paused
+destination: {type: csv}
+"""
 
 WORKSPACE = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
 JOB_RUNS = """
@@ -99,6 +107,9 @@ def instance_env(tmp_path_factory) -> dict[str, str]:
     segments = tmp / "segments"
     shutil.copytree(REPO / "segments", segments)
     (segments / "keyed.yaml").write_text(EXTRA_SEGMENTS)
+    exports = tmp / "exports"
+    shutil.copytree(REPO / "exports", exports)
+    (exports / "paused.yaml").write_text(PAUSED_EXPORT)
     home = tmp / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
@@ -108,7 +119,7 @@ def instance_env(tmp_path_factory) -> dict[str, str]:
         "ACRM_DUCKDB_PATH": str(tmp / "acrm.duckdb"),
         "ACRM_OUTBOX_DIR": str(tmp / "outbox"),
         "ACRM_SEGMENTS_DIR": str(segments),
-        "ACRM_EXPORTS_DIR": str(REPO / "exports"),
+        "ACRM_EXPORTS_DIR": str(exports),
         "ACRM_START_DATE": "2019-01-01",
     }
     done = _cli("acrm", "run", "--as-of", RUN_DAY, env={**os.environ, **env})
@@ -214,6 +225,11 @@ def test_no_partition_of_the_job_is_missing_after_the_runs(instance_env: dict[st
         metadata = paused.asset_materialization.metadata
         assert metadata["status"].value == "inactive: not re-evaluated"
         assert metadata["last_evaluation"].value == "never" and metadata["size"].value == 0
+        export = instance.get_latest_materialization_event(AssetKey(["exports", "paused_file"]))
+        assert export.asset_materialization.metadata["not_sent"].value == (
+            "not sent: segment paused_keyed is inactive (active: false)"
+        )
+    assert not (Path(instance_env["ACRM_OUTBOX_DIR"]) / "paused_file").exists()
 
 
 @pytest.mark.timeout(900)

@@ -46,7 +46,7 @@ def load_export_set(settings: Settings, segments: SegmentSet) -> ExportSet:
     return load_exports([settings.exports_dir], segments, load_catalogue(), root=REPO_ROOT)
 
 
-def build_export_asset(export: Export, file: str, settings: Settings, partitions_def):
+def build_export_asset(export: Export, file: str, settings: Settings, partitions_def, segment_active: bool = True):
     @asset(
         name=export.key,
         key_prefix=["exports"],
@@ -68,7 +68,7 @@ def build_export_asset(export: Export, file: str, settings: Settings, partitions
     def _export(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
         as_of = date.fromisoformat(context.partition_key)
         with duckdb.get_connection() as con:
-            reason = not_sent_reason(con, export, as_of, dict(context.run.tags))
+            reason = not_sent_reason(con, export, as_of, dict(context.run.tags), segment_active)
             if reason:
                 context.log.info(f"{export.key} for {as_of}: {reason}")
                 result = hold_export(con, export, as_of, context.run_id, reason)
@@ -132,8 +132,20 @@ def build_export_check(export: Export, partitions_def):
     return _check
 
 
-def build_exports(exports: ExportSet, settings: Settings, partitions_def) -> tuple[list, list]:
+def build_exports(
+    exports: ExportSet, settings: Settings, partitions_def, inactive_segments: frozenset[str] = frozenset()
+) -> tuple[list, list]:
+    """An asset and a check per active export; one reading an inactive segment runs and sends nothing."""
     active = [k for k in exports.keys if exports[k].active]
-    assets = [build_export_asset(exports[k], exports.definitions[k].doc.file, settings, partitions_def) for k in active]
+    assets = [
+        build_export_asset(
+            exports[k],
+            exports.definitions[k].doc.file,
+            settings,
+            partitions_def,
+            segment_active=exports[k].segment.segment not in inactive_segments,
+        )
+        for k in active
+    ]
     checks = [build_export_check(exports[k], partitions_def) for k in active]
     return assets, checks

@@ -61,8 +61,12 @@ def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> pa.Tab
     ).to_arrow_table()
 
 
-def not_sent_reason(con: duckdb.DuckDBPyConnection, export: Export, as_of: date, tags: dict[str, str]) -> str | None:
+def not_sent_reason(
+    con: duckdb.DuckDBPyConnection, export: Export, as_of: date, tags: dict[str, str], segment_active: bool = True
+) -> str | None:
     """Why this run must send nothing for `as_of`, or None when it may send."""
+    if not segment_active:
+        return f"not sent: segment {export.segment.segment} is inactive (active: false)"
     if any(tag in tags for tag in BACKFILL_TAGS) and tags.get(SEND_TAG) != "true":
         return (
             "not sent: a backfill recomputes the past and sends nothing unless asked "

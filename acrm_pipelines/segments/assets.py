@@ -27,7 +27,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetMaterialization,
     AssetObservation,
     AssetSpec,
     Failure,
@@ -299,11 +298,10 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
             )
             if not seg.active and k not in recorded:
                 context.log.info(f"segment {k} is inactive: not re-evaluated")
-                if own:  # its partition is not left missing; no output, so its exports are skipped as before
+                if own:  # its partition is not left missing; its exports run and send nothing (exports/run.py)
                     last = frozen[k]
-                    yield AssetMaterialization(
+                    yield MaterializeResult(
                         asset_key=segment_key(k),
-                        partition=context.partition_key,
                         metadata={
                             "status": "inactive: not re-evaluated",
                             "size": MetadataValue.int(evaluation.size(k)),  # its stored membership, as read
