@@ -28,7 +28,7 @@ from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.exports.validate import ExportSet, load_exports
 from acrm_pipelines.segments.assets import segment_key
 from acrm_pipelines.segments.catalogue import load_catalogue
-from acrm_pipelines.segments.history import SCHEMA as SEGMENTS
+from acrm_pipelines.segments.history import segment_members_sql
 from acrm_pipelines.segments.validate import SegmentSet
 from acrm_pipelines.settings import REPO_ROOT, Settings
 
@@ -96,10 +96,7 @@ def suppressed_sent_sql(export: Export) -> str:
     return f"""
         SELECT count(*) FROM {LOG}.deliveries d
         LEFT JOIN marts.customer_features f ON f.customer_id = d.customer_id
-        LEFT JOIN (
-            SELECT customer_id, arg_max(arm, as_of) AS arm FROM {SEGMENTS}.changes
-            WHERE segment_key = ? AND as_of <= ? GROUP BY 1 HAVING arg_max(kind, as_of) <> 'exit'
-        ) m ON m.customer_id = d.customer_id
+        LEFT JOIN ({segment_members_sql()}) m ON m.customer_id = d.customer_id
         WHERE d.export_key = ? AND d.as_of = ? AND d.status = 'sent' AND ({" OR ".join(bad)})"""
 
 

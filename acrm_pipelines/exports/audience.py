@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.segments.dates import cutoff, window_start
-from acrm_pipelines.segments.history import SCHEMA as SEGMENTS
+from acrm_pipelines.segments.history import segment_members_sql
 
 # channel -> (consent column or None, opt-out columns): what suppresses a customer on that channel.
 CHANNEL_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -95,7 +95,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
     member_params: list = [export.segment.segment, as_of]
     arm_filter = ""
     if export.segment.arm is not None:
-        arm_filter = "AND arg_max(arm, as_of) = ?"
+        arm_filter = "WHERE arm = ?"
         member_params.append(export.segment.arm)
     cap_join, cap_params = "", []
     if export.frequency_cap is not None:
@@ -123,9 +123,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
     fields = "".join(f", {field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
     sql = f"""
         WITH m AS (
-            SELECT customer_id, arg_max(arm, as_of) AS arm FROM {SEGMENTS}.changes
-            WHERE segment_key = ? AND as_of <= ? GROUP BY 1
-            HAVING arg_max(kind, as_of) <> 'exit' {arm_filter}
+            SELECT customer_id, arm FROM ({segment_members_sql()}) {arm_filter}
         )
         SELECT m.customer_id, m.arm, CASE {" ".join(checks)} ELSE 'deliver' END AS decision{fields}
         FROM m LEFT JOIN marts.customer_features f ON f.customer_id = m.customer_id {cap_join}

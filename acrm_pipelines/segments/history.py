@@ -1,15 +1,22 @@
-"""Membership history as a changelog: storage grows with entries and exits, not days × members.
+"""Membership history as a snapshot and a changelog: storage grows with members and changes, not days × members.
 
-`segments.changes` has one row per customer who entered, exited or changed arm in a segment on an
-evaluated date. A customer is a member on day `d` when their latest change on or before `d` is not
-an exit; so a day between two evaluations reads the earlier one. The view `segments.membership` shows
-the same history as validity intervals (`valid_from` ≤ d < `valid_to`, open when `valid_to` is null).
+`segments.snapshots` holds each segment's membership on its first evaluated date as a sparse bitset over
+the stable customer index (snapshots.py): O(members) bytes, not one row per member. `segments.changes`
+has one row per customer who entered, exited or changed arm in a segment on each later evaluated date.
+The members on day `d` are the snapshot's (when it is dated on or before `d`), updated by each customer's
+latest change after it up to `d`: an exit removes them, an enter or rearm sets their arm; so a day between
+two evaluations reads the earlier one. `members_sql` is the one definition of that relation; every reader
+(members_at, segments_of, the exports' audience and check, the backfill's diffs) uses it.
+The view `segments.changelog` shows the snapshot as entries beside the changes (one row per entry, exit
+and rearm, what `segments.changes` held before snapshots), and `segments.membership` the same history as
+validity intervals (`valid_from` ≤ d < `valid_to`, open when `valid_to` is null).
 `segments.evaluations` has one row per segment and evaluated date: size, entered, exited, arms.
 
-Recording the day after the latest one (the nightly case) diffs bitsets against the last membership
-kept as bits over a stable customer index (state.py), and only appends the changes.
-Recording any other date (a backfill, a re-run) rewrites the changes on that date and on the next
-evaluated date, so every later date keeps the membership it had.
+Recording a segment's first date writes its snapshot. Recording the day after the latest one (the
+nightly case) diffs bitsets against the last membership kept as bits over the customer index (state.py),
+and only appends the changes. Recording any other date (a backfill, a re-run) rewrites the changes on
+that date and on the next evaluated date (or, for a date before the first one, moves the snapshot to it
+and turns the old first date into changes), so every other date keeps the membership it had.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from acrm_pipelines.segments import state
+from acrm_pipelines.segments import snapshots, state
 from acrm_pipelines.segments.evaluate import Evaluation, Fixed
 
 SCHEMA = "segments"
@@ -40,20 +47,65 @@ DDL = [
         PRIMARY KEY (segment_key, as_of))""",
     # A stable number per customer, so that day-to-day membership bitsets line up.
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.customer_index (customer_id VARCHAR PRIMARY KEY, idx BIGINT NOT NULL)",
+    snapshots.DDL,
+    # The snapshot as entries beside the changes: one row per entry, exit and rearm.
+    f"""CREATE OR REPLACE VIEW {SCHEMA}.changelog AS
+        SELECT segment_key, customer_id, as_of, kind, arm FROM {SCHEMA}.changes
+        UNION ALL
+        SELECT x.segment_key, i.customer_id, x.as_of, 'enter' AS kind, x.arm
+        FROM ({snapshots.expand_sql(snapshots.TABLE)}) x JOIN {SCHEMA}.customer_index i ON i.idx = x.idx""",
     f"""CREATE OR REPLACE VIEW {SCHEMA}.membership AS
         SELECT segment_key, customer_id, arm, valid_from, valid_to FROM (
             SELECT segment_key, customer_id, arm, kind, as_of AS valid_from,
                 lead(as_of) OVER (PARTITION BY segment_key, customer_id ORDER BY as_of) AS valid_to
-            FROM {SCHEMA}.changes)
+            FROM {SCHEMA}.changelog)
         WHERE kind <> 'exit'""",
 ]
 # `segment_key` among a list parameter (list_contains(?, segment_key) is far slower on large lists).
 IN_KEYS = "segment_key IN (SELECT unnest(?::VARCHAR[]))"
+
+
+def members_sql(days: str, customer: bool = False, source: str = snapshots.TABLE) -> str:
+    """SQL of (segment_key, customer_id, arm): the members of each segment on its day, for the rows
+    (segment_key, day) of the relation `days` (SQL text; its parameters come first). The one definition of
+    "members of a segment on a day": every reader uses it.
+
+    The members are the segment's snapshot (if dated on or before the day) updated by each customer's
+    latest change after it, up to the day. The arm is the latest one that is not null, as `arg_max` over
+    one row per entry, exit and rearm gives (the changes are all later than the snapshot). With
+    `customer`, one more parameter: only that customer's rows. `source`: where the snapshots are.
+    """
+    who, near, index, only = "", "", f"{SCHEMA}.customer_index", ""
+    if customer:
+        who = f""", _one AS (SELECT ?::VARCHAR AS customer_id),
+        _who AS (SELECT i.customer_id, i.idx FROM {SCHEMA}.customer_index i JOIN _one USING (customer_id))"""
+        # the customer's own row, or the row of the 64 indexes holding it
+        near = f"AND s.pos IN (SELECT idx FROM _who UNION ALL SELECT idx - idx % {snapshots.WORD} FROM _who)"
+        index, only = "_who", "AND c.customer_id IN (SELECT customer_id FROM _one)"
+    return f"""
+        WITH _d AS ({days}){who},
+        _s AS (
+            SELECT s.* FROM {source} s JOIN _d ON s.segment_key = _d.segment_key AND s.as_of <= _d.day {near}),
+        _b AS (
+            SELECT x.segment_key, i.customer_id, x.arm
+            FROM ({snapshots.expand_sql("_s")}) x JOIN {index} i ON i.idx = x.idx),
+        _l AS (
+            SELECT c.segment_key, c.customer_id, arg_max(c.kind, c.as_of) AS kind, arg_max(c.arm, c.as_of) AS arm
+            FROM {SCHEMA}.changes c JOIN _d ON c.segment_key = _d.segment_key AND c.as_of <= _d.day {only}
+            GROUP BY 1, 2)
+        SELECT coalesce(l.segment_key, b.segment_key) AS segment_key,
+            coalesce(l.customer_id, b.customer_id) AS customer_id, coalesce(l.arm, b.arm) AS arm
+        FROM _b b FULL OUTER JOIN _l l ON l.segment_key = b.segment_key AND l.customer_id = b.customer_id
+        WHERE coalesce(l.kind, 'enter') <> 'exit'"""
+
+
+def segment_members_sql(source: str = snapshots.TABLE) -> str:
+    """`members_sql` of one segment on one day: two parameters, the segment key and the day."""
+    return members_sql("SELECT ?::VARCHAR AS segment_key, ?::DATE AS day", source=source)
+
+
 # Members on a day, per segment in a temp table `_acrm_days (segment_key, day)`.
-MEMBERS_ON_DAYS = f"""
-    SELECT c.segment_key, c.customer_id, arg_max(c.arm, c.as_of) AS arm
-    FROM {SCHEMA}.changes c JOIN _acrm_days d ON d.segment_key = c.segment_key AND c.as_of <= d.day
-    GROUP BY 1, 2 HAVING arg_max(c.kind, c.as_of) <> 'exit'"""
+MEMBERS_ON_DAYS = members_sql("SELECT segment_key, day FROM _acrm_days")
 
 
 @dataclass(frozen=True)
@@ -114,9 +166,13 @@ def _record(
     fast = [k for k in latest if k in states or bounds[k][0] is None]
     fast_keys = set(fast)
     general = [k for k in keys if k not in fast_keys]
-    counts = _record_forward(con, evaluation, fast, space, states) if fast else {}
+    first = [k for k in fast if bounds[k][0] is None]  # never evaluated: the snapshot
+    nightly = [k for k in fast if bounds[k][0] is not None]
+    counts = _record_first(con, evaluation, first, space) if first else {}
+    if nightly:
+        counts |= _record_forward(con, evaluation, nightly, space, states)
     if general:
-        counts |= _record_general(con, evaluation, general, bounds)
+        counts |= _record_general(con, evaluation, general, bounds, space)
     _save_states(con, evaluation, [k for k in keys if bounds[k][1] is None], space)
     now = datetime.now().replace(microsecond=0)
     out: dict[str, Recorded] = {}
@@ -208,6 +264,25 @@ def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: S
         if key in evaluation.arm_codes
     }
     state.save(con, evaluation.as_of, bits, arms)
+
+
+# --- a segment's first date: the snapshot -----------------------------------------------------------------
+
+
+def _record_first(
+    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space
+) -> dict[str, tuple[int, int]]:
+    """Write the snapshot of `keys` on `evaluation.as_of` (everyone enters: entered = size, exited = 0)."""
+    writer = snapshots.Writer(con, evaluation.as_of)
+    for key in sorted(keys):  # by key, so that a read of one segment skips the others' row groups
+        bits = space.to_index(evaluation.bits[key], evaluation.n)
+        if key in evaluation.arm_codes:
+            codes = space.codes_to_index(evaluation.arm_codes[key])
+            writer.add_arms(key, bits, evaluation.arm_names[key], codes)
+        else:
+            writer.add_bits(key, bits)
+    writer.flush()
+    return {key: (evaluation.size(key), 0) for key in keys}
 
 
 # --- the nightly path: bitset diffs, appended changes ----------------------------------------------------
@@ -307,24 +382,30 @@ def _record_forward(
 
 
 # --- any other date: rewrite the changes on d and on the next evaluated date -------------------------------
+# (a date before every evaluated one takes the snapshot: the old first date becomes changes from it)
 
 
 def _members_table(evaluation: Evaluation, keys: Sequence[str]) -> pa.Table:
-    parts = []
+    """(segment_key as a dictionary, customer_id, arm) of every member of `keys`, built in Arrow (not as
+    Python strings: at 1M customers × 1,000 segments that held ~10 GB)."""
+    ids, arms, lengths = [], [], []
     for key in keys:
-        mask = evaluation.mask(key)
-        ids = evaluation.customer_ids[mask]
+        rows = np.flatnonzero(evaluation.mask(key))
+        ids.append(evaluation.ids.take(pa.array(rows)))
         if key in evaluation.arm_codes:
-            arms = np.array(evaluation.arm_names[key], dtype=object)[evaluation.arm_codes[key][mask]]
+            names = evaluation.arm_names[key]
+            codes = evaluation.arm_codes[key][rows]
+            codes = np.where(codes < 0, codes + len(names), codes)  # names[-1], as numpy indexes the nightly path
+            arms.append(pa.array(names, pa.string()).take(pa.array(codes)))
         else:
-            arms = np.full(len(ids), None, dtype=object)
-        parts.append((key, ids, arms))
-    which = pa.array(np.repeat(np.arange(len(parts)), [len(p[1]) for p in parts]), pa.int32())
+            arms.append(pa.nulls(len(rows), pa.string()))
+        lengths.append(len(rows))
+    which = pa.array(np.repeat(np.arange(len(lengths)), lengths).astype(np.int32))
     return pa.table(
         {
-            "segment_key": pa.DictionaryArray.from_arrays(which, pa.array([p[0] for p in parts])).cast(pa.string()),
-            "customer_id": pa.array(np.concatenate([p[1] for p in parts]), pa.string()),
-            "arm": pa.array(np.concatenate([p[2] for p in parts]), pa.string()),
+            "segment_key": pa.DictionaryArray.from_arrays(which, pa.array(list(keys), pa.string())),
+            "customer_id": pa.chunked_array(ids, evaluation.ids.type),
+            "arm": pa.chunked_array(arms, pa.string()),
         }
     )
 
@@ -349,22 +430,35 @@ def _members_on(con: duckdb.DuckDBPyConnection, name: str, days: dict[str, date 
 
 
 def _record_general(
-    con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], bounds: dict[str, tuple]
+    con: duckdb.DuckDBPyConnection,
+    evaluation: Evaluation,
+    keys: Sequence[str],
+    bounds: dict[str, tuple],
+    space: _Space,
 ) -> dict[str, tuple[int, int]]:
     d = evaluation.as_of
+    first = [k for k in keys if bounds[k][0] is None]  # nothing earlier: d is (now) the first date
+    diffed = [k for k in keys if bounds[k][0] is not None]
     _members_on(con, "_acrm_before", {k: bounds[k][0] for k in keys})
     _members_on(con, "_acrm_later", {k: bounds[k][1] for k in keys})  # before anything changes
     members = _members_table(evaluation, keys)  # noqa: F841 - read by DuckDB through the variable name
-    con.execute("CREATE OR REPLACE TEMP TABLE _acrm_now AS SELECT * FROM members")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _acrm_now AS SELECT segment_key::VARCHAR AS segment_key, customer_id, arm "
+        "FROM members"
+    )
     con.execute(
         f"DELETE FROM {SCHEMA}.changes WHERE as_of = ? AND {IN_KEYS}",
         [d, list(keys)],
     )
-    con.execute(
-        f"INSERT INTO {SCHEMA}.changes SELECT segment_key, customer_id, ?, kind, arm FROM "
-        f"({DIFF.format(before='_acrm_before', after='_acrm_now')})",
-        [d],
-    )
+    if first:  # the snapshot moves to d (from d itself, or from the next date, which becomes changes below)
+        con.execute(f"DELETE FROM {snapshots.TABLE} WHERE {IN_KEYS}", [first])
+        _record_first(con, evaluation, first, space)
+    if diffed:
+        con.execute(
+            f"INSERT INTO {SCHEMA}.changes SELECT segment_key, customer_id, ?, kind, arm FROM "
+            f"({DIFF.format(before='_acrm_before', after='_acrm_now')}) WHERE {IN_KEYS}",
+            [d, diffed],
+        )
     later = {k: bounds[k][1] for k in keys if bounds[k][1] is not None}
     for key, nxt in later.items():  # the next date now changes from d's membership, not from the old one
         con.execute(f"DELETE FROM {SCHEMA}.changes WHERE segment_key = ? AND as_of = ?", [key, nxt])
@@ -388,6 +482,7 @@ def _record_general(
         [d, list(keys)],
     ).fetchall()
     counts.update({k: (int(e), int(x)) for k, e, x in rows})
+    counts.update({k: (evaluation.size(k), 0) for k in first})
     for tmp in ("_acrm_before", "_acrm_later", "_acrm_now", "_acrm_days"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
     return counts
@@ -418,19 +513,19 @@ def members_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[tupl
     if not _exists(con):
         return []
     return con.execute(
-        f"""SELECT customer_id, arg_max(arm, as_of) FROM {SCHEMA}.changes
-        WHERE segment_key = ? AND as_of <= ? GROUP BY 1 HAVING arg_max(kind, as_of) <> 'exit' ORDER BY 1""",
+        f"SELECT customer_id, arm FROM ({segment_members_sql(_source(con))}) ORDER BY 1",
         [key, day],
     ).fetchall()
 
 
 def segments_of(con: duckdb.DuckDBPyConnection, customer_id: str, day: date) -> list[tuple[str, str | None]]:
+    """(segment_key, arm) of the segments `customer_id` was in on `day`."""
     if not _exists(con):
         return []
+    days = f"SELECT DISTINCT segment_key, ?::DATE AS day FROM {SCHEMA}.evaluations"
     return con.execute(
-        f"""SELECT segment_key, arg_max(arm, as_of) FROM {SCHEMA}.changes
-        WHERE customer_id = ? AND as_of <= ? GROUP BY 1 HAVING arg_max(kind, as_of) <> 'exit' ORDER BY 1""",
-        [customer_id, day],
+        f"SELECT segment_key, arm FROM ({members_sql(days, customer=True, source=_source(con))}) ORDER BY 1",
+        [day, customer_id],
     ).fetchall()
 
 
@@ -438,6 +533,15 @@ def fixed_membership(con: duckdb.DuckDBPyConnection, key: str, day: date) -> Fix
     rows = members_at(con, key, day)
     arms = [a for _, a in rows]
     return Fixed([c for c, _ in rows], arms if any(a is not None for a in arms) else None)
+
+
+def _source(con: duckdb.DuckDBPyConnection) -> str:
+    """The snapshots table; none yet (a file last recorded before snapshots, opened read-only): no rows."""
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'snapshots'",
+        [SCHEMA],
+    ).fetchall()[0][0]
+    return snapshots.TABLE if found else snapshots.EMPTY
 
 
 def _exists(con: duckdb.DuckDBPyConnection) -> bool:
