@@ -10,7 +10,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 from acrm_pipelines.ingest.contract import TABLES, TABLES_BY_NAME
-from acrm_pipelines.ingest.loader import LoadError, LoadResult, load_all, load_table, load_table_if_changed
+from acrm_pipelines.ingest.incremental import load_table_if_changed
+from acrm_pipelines.ingest.loader import LoadError, LoadResult, load_all, load_table
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

@@ -1,9 +1,10 @@
 """The raw_* assets: one per contract table, loading the landing folder into the DuckDB file.
 
 The landing folder is a full snapshot, and point-in-time cuts happen downstream in dbt; so a table is
-reloaded only when its files (or its parents' loads) changed since the last load, and otherwise kept
-(metadata `reused`): a backfill of many days loads once. Each asset has a Great Expectations check
-over the table it holds.
+kept when its files (and its parents' loads) did not change since the last load (metadata `reused`: a
+backfill of many days loads once), gets only its new files appended when that equals a full load
+(`appended_files`), and is reloaded in full otherwise (`full_reload_reason`); ingest/incremental.py.
+Each asset has a Great Expectations check over the table it holds.
 """
 
 from datetime import date, datetime, timedelta
@@ -23,7 +24,8 @@ from dagster_duckdb import DuckDBResource
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.ingest.contract import TABLES, TableSpec
 from acrm_pipelines.ingest.expectations import validate_raw_table
-from acrm_pipelines.ingest.loader import LoadResult, load_table_if_changed
+from acrm_pipelines.ingest.incremental import load_table_if_changed
+from acrm_pipelines.ingest.loader import LoadResult
 from acrm_pipelines.settings import Settings
 
 GROUP = "ingest"
@@ -45,6 +47,10 @@ def load_metadata(result: LoadResult) -> dict:
         "quarantine_reasons": MetadataValue.md(f"| reason | rows |\n|---|---|\n{reasons_md}"),
         **{f"quarantined.{reason}": n for reason, n in result.reasons.items()},
     }
+    if result.appended_files:
+        metadata["appended_files"] = MetadataValue.json(result.appended_files)
+    if result.full_reason:
+        metadata["full_reload_reason"] = MetadataValue.text(result.full_reason)
     if result.ignored_columns:
         metadata["ignored_columns"] = MetadataValue.json(result.ignored_columns)
     if result.custom_columns:
@@ -76,6 +82,8 @@ def build_raw_asset(spec: TableSpec, settings: Settings, partitions_def) -> Asse
         context.log.info(
             f"{spec.name}: "
             + ("files unchanged since the last load, kept it: " if result.reused else "")
+            + (f"appended {len(result.appended_files)} new file(s): " if result.appended_files else "")
+            + (f"reloaded in full ({result.full_reason}): " if result.full_reason else "")
             + f"read {result.rows_read}, loaded {result.rows_loaded}, "
             f"quarantined {result.rows_quarantined} from {len(result.files)} file(s)"
         )

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
-import json
 import mmap
 import os
 import re
@@ -74,6 +72,8 @@ class LoadResult:
     custom_columns: dict[str, str] = field(default_factory=dict)
     reused: bool = False  # the files had not changed since the last load: raw.<table> was kept as it was
     skipped_files: list[str] = field(default_factory=list)  # files with nothing to read (0 bytes), not loaded
+    appended_files: list[str] = field(default_factory=list)  # this load appended these files; [] if full or reused
+    full_reason: str = ""  # why this load read every file, not just the new ones (docs/operations.md)
 
 
 QUARANTINE_DDL = f"""
@@ -464,30 +464,39 @@ def _stage_selects(f: _File, spec: TableSpec) -> list[str]:
     return selects
 
 
-def _empty_select(spec: TableSpec) -> str:
-    """An absent optional table loads as an empty table with every contract column."""
-    cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(n)}" for n in spec.column_names)
+def _empty_select(spec: TableSpec, custom: list[str] = ()) -> str:
+    """No rows, every contract column (and `custom`): an absent optional table loads as an empty table."""
+    cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(n)}" for n in [*spec.column_names, *custom])
     return (
         "SELECT '' AS _file, CAST(0 AS BIGINT) AS _row, CAST(NULL AS VARCHAR) AS _pre, "
         f"CAST(NULL AS JSON) AS _raw, {cols} WHERE false"
     )
 
 
-def _infer_custom_type(con: duckdb.DuckDBPyConnection, stage: str, col: str) -> str:
-    """The narrowest of BIGINT, DOUBLE, DATE, BOOLEAN that every non-empty value parses as; else VARCHAR."""
+# The custom column types, narrowest first, and what a value must match to be one.
+_CUSTOM_TESTS = {
+    "BIGINT": "regexp_full_match({v}, '[+-]?[0-9]+') AND try_cast({v} AS BIGINT) IS NOT NULL",
+    "DOUBLE": "try_cast({v} AS DOUBLE) IS NOT NULL",
+    "DATE": "regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND try_cast({v} AS DATE) IS NOT NULL",
+    "BOOLEAN": "lower({v}) IN ({bools})",
+}
+
+
+def custom_fails(con: duckdb.DuckDBPyConnection, stage: str, col: str) -> list[int]:
+    """Per type of _CUSTOM_TESTS, how many non-empty values don't parse as it; then how many are non-empty.
+    Counts, not a type, so that the type of more files is the sum of their counts (an append needs it)."""
     v = ident(col)
     bools = _words(TRUE_WORDS + FALSE_WORDS)
-    tests = {
-        "BIGINT": f"regexp_full_match({v}, '[+-]?[0-9]+') AND try_cast({v} AS BIGINT) IS NOT NULL",
-        "DOUBLE": f"try_cast({v} AS DOUBLE) IS NOT NULL",
-        "DATE": f"regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND try_cast({v} AS DATE) IS NOT NULL",
-        "BOOLEAN": f"lower({v}) IN ({bools})",
-    }
-    aggs = ", ".join(f"count(*) FILTER (WHERE {v} IS NOT NULL AND NOT ({t}))" for t in tests.values())
-    fails = con.execute(f"SELECT {aggs}, count({v}) FROM {stage}").fetchone()
+    tests = [t.format(v=v, bools=bools) for t in _CUSTOM_TESTS.values()]
+    aggs = ", ".join(f"count(*) FILTER (WHERE {v} IS NOT NULL AND NOT ({t}))" for t in tests)
+    return list(con.execute(f"SELECT {aggs}, count({v}) FROM {stage}").fetchone())
+
+
+def custom_type(fails: list[int]) -> str:
+    """The narrowest of BIGINT, DOUBLE, DATE, BOOLEAN that every non-empty value parses as; else VARCHAR."""
     if fails[-1] == 0:
         return "VARCHAR"
-    return next((t for t, n in zip(tests, fails[:-1], strict=False) if n == 0), "VARCHAR")
+    return next((t for t, n in zip(_CUSTOM_TESTS, fails[:-1], strict=True) if n == 0), "VARCHAR")
 
 
 def _custom_expr(col: str, sql_type: str) -> str:
@@ -514,29 +523,28 @@ def _phone_map(con: duckdb.DuckDBPyConnection, classified: str, default_region: 
     con.execute("CREATE OR REPLACE TEMP TABLE _acrm_phones AS SELECT * FROM phones")
 
 
-def load_table(
+class AppendRefused(Exception):
+    """New files that can't be appended to what is loaded (the caller reloads the table in full)."""
+
+
+@dataclass
+class Previous:
+    """What an append builds on: the last load's result and its custom columns' parse counts."""
+
+    result: LoadResult
+    custom_fails: dict[str, list[int]]
+
+
+def _stage(
     con: duckdb.DuckDBPyConnection,
     spec: TableSpec,
     landing_dir: Path,
-    default_region: str = "RU",
-) -> LoadResult:
-    """Load `spec`'s files from `landing_dir` into raw.<table>; bad rows into raw.quarantine."""
-    result = LoadResult(spec.name)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
-    con.execute(QUARANTINE_DDL)
-    files = discover_files(landing_dir, spec.name)
-    # A 0-byte file holds no rows and not even a header (an exporter's empty part): skipped, and said so.
-    empty = [p for p in files if p.stat().st_size == 0]
-    result.skipped_files = [f"{p.relative_to(landing_dir).as_posix()} (empty)" for p in empty]
-    files = [p for p in files if p not in empty]
-    if not files and empty and spec.required_table:
-        raise LoadError(f"{empty[0]}: the file is empty (0 bytes), and there is no other {spec.name} data")
-    if not files and spec.required_table:
-        raise LoadError(
-            f"{landing_dir}: no {spec.name} data (expected {spec.name}.csv, {spec.name}.parquet "
-            f"or a folder {spec.name}/ of such files)"
-        )
-
+    paths: list[Path],
+    result: LoadResult,
+    custom_fill: list[str],
+) -> set[str]:
+    """Read `paths` into the temp table _acrm_stage, noting their columns in `result`; the custom columns
+    they hold. `custom_fill`: custom columns the stage has even when no file holds them (an append's)."""
     selects: list[str] = []
     present: set[str] = set()
     link_dir = Path(tempfile.mkdtemp(prefix="acrm_read_"))
@@ -545,7 +553,7 @@ def load_table(
     try:
         if _GLOB_CHARS.search(str(link_dir)):
             raise LoadError(f"{link_dir}: the temporary folder's path has glob characters; set TMPDIR to a plain path")
-        for idx, path in enumerate(files):
+        for idx, path in enumerate(paths):
             source = path.relative_to(landing_dir).as_posix()
             f = _read_file(con, path, source, spec, idx, link_dir)
             ignored, rejected, custom = _columns_of(f.header, spec)
@@ -555,136 +563,233 @@ def load_table(
             if f.duplicate is None:
                 present |= set(custom)
             selects += _stage_selects(f, spec)
-        stage = "_acrm_stage"
-        union = " UNION ALL BY NAME ".join(selects or [_empty_select(spec)])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {union}")
+        union = " UNION ALL BY NAME ".join(
+            [*selects, _empty_select(spec, custom_fill)] if custom_fill or not selects else selects
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _acrm_stage AS {union}")
     finally:
         con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
         shutil.rmtree(link_dir, ignore_errors=True)
-        for idx in range(len(files)):
+        for idx in range(len(paths)):
             for suffix in _READ_TEMPS:
                 con.execute(f"DROP TABLE IF EXISTS _acrm_read_{idx}{suffix}")
+    return present
 
-    custom = sorted(present)
-    result.custom_columns = {c: _infer_custom_type(con, stage, c) for c in custom}
 
+def checked_parents(spec: TableSpec, landing_dir: Path) -> list[tuple[int, str, str, str]]:
+    """(index, column, parent, parent column) of the parent references a load checks."""
+    return [
+        (i, col, parent, parent_col)
+        for i, (col, parent, parent_col) in enumerate(spec.parents)
+        # products are optional: without them a product_id can't be checked
+        if not (parent == "products" and not discover_files(landing_dir, "products"))
+    ]
+
+
+def _classify(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, custom: dict[str, str], append: bool
+) -> None:
+    """_acrm_stage -> _acrm_classified: typed values and `_reason` (NULL: loads), plus `_miss<i>` per
+    parent reference (the row's value is not in the parent table)."""
     # Row-level reasons, then duplicates among the rest (first in file order wins), then orphans.
     typed_cols = [f"{_parsed(c)} AS {ident(c.name)}" for c in spec.columns]
-    typed_cols += [f"{_custom_expr(c, t)} AS {ident(c)}" for c, t in result.custom_columns.items()]
+    typed_cols += [f"{_custom_expr(c, t)} AS {ident(c)}" for c, t in custom.items()]
     reason = _case(_row_checks(spec, set(spec.column_names)))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _acrm_typed AS SELECT _file, _row, _raw, coalesce(_pre, {reason}) AS _reason, "
-        f"{', '.join(typed_cols)} FROM {stage}"
+        f"{', '.join(typed_cols)} FROM _acrm_stage"
     )
     later: list[tuple[str, str]] = []
     if spec.unique_key:
         k = ident(spec.unique_key)
+        if append:  # a key loaded (or quarantined as an orphan) before wins over the new rows: it came first
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _acrm_old_keys AS "
+                f"SELECT CAST({k} AS VARCHAR) AS k FROM {table(RAW_SCHEMA, spec.name)} "
+                f"WHERE {k} IN (SELECT {k} FROM _acrm_typed WHERE _reason IS NULL) "
+                f"UNION SELECT key FROM {table(RAW_SCHEMA, 'load_orphans')} WHERE table_name = {lit(spec.name)}"
+            )
+            later.append((f"CAST(t.{k} AS VARCHAR) IN (SELECT k FROM _acrm_old_keys)", "duplicate_key"))
         later.append(
             (
-                f"{k} IS NOT NULL AND row_number() OVER (PARTITION BY {k}, _reason IS NULL ORDER BY _file, _row) > 1",
+                f"t.{k} IS NOT NULL AND row_number() OVER (PARTITION BY t.{k}, t._reason IS NULL "
+                "ORDER BY t._file, t._row) > 1",
                 "duplicate_key",
             )
         )
-    joins = []
-    for i, (col, parent, parent_col) in enumerate(spec.parents):
-        if parent == "products" and not discover_files(landing_dir, "products"):
-            continue  # products are optional: without them a product_id can't be checked
+    joins, misses = [], []
+    for i, col, parent, parent_col in checked_parents(spec, landing_dir):
         alias = f"_p{i}"
+        pc = ident(parent_col)
+        # An append checks a few new rows against a big parent: read only the parent keys they name.
+        only = f" WHERE {pc} IN (SELECT {ident(col)} FROM _acrm_typed)" if append else ""
         joins.append(
-            f"LEFT JOIN (SELECT DISTINCT {ident(parent_col)} AS k FROM {table(RAW_SCHEMA, parent)}) {alias} "
+            f"LEFT JOIN (SELECT DISTINCT {pc} AS k FROM {table(RAW_SCHEMA, parent)}{only}) {alias} "
             f"ON {alias}.k = t.{ident(col)}"
         )
         later.append((f"{alias}.k IS NULL", f"orphan:{col}"))
+        misses.append(f"{alias}.k IS NULL AS _miss{i}")
     final_reason = _case(later, otherwise="NULL")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _acrm_classified AS SELECT t.* REPLACE "
-        f"(coalesce(t._reason, {final_reason}) AS _reason) FROM _acrm_typed t {' '.join(joins)}"
+        f"(coalesce(t._reason, {final_reason}) AS _reason){''.join(', ' + m for m in misses)} "
+        f"FROM _acrm_typed t {' '.join(joins)}"
     )
 
-    out_cols = [ident(c.name) for c in spec.columns] + [ident(c) for c in result.custom_columns]
+
+ORPHANS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {table(RAW_SCHEMA, "load_orphans")} (
+    table_name VARCHAR NOT NULL,
+    key VARCHAR,
+    column_name VARCHAR NOT NULL,
+    value VARCHAR
+)"""
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    landing_dir: Path,
+    default_region: str,
+    custom: dict[str, str],
+    append: bool,
+) -> None:
+    """_acrm_classified -> raw.<table> (replaced, or appended to) and raw.quarantine, raw.load_orphans."""
+    out_cols = [ident(c.name) for c in spec.columns] + [ident(c) for c in custom]
     target = table(RAW_SCHEMA, spec.name)
+    into = f"INSERT INTO {target} BY NAME" if append else f"CREATE OR REPLACE TABLE {target} AS"
     if spec.name == "customers":
         _phone_map(con, "_acrm_classified", default_region)
         phone_cols = "p.phone_e164, p.phone_region, p.phone_timezone, p.phone_carrier"
         con.execute(
-            f"CREATE OR REPLACE TABLE {target} AS SELECT {', '.join('c.' + c for c in out_cols)}, {phone_cols} "
+            f"{into} SELECT {', '.join('c.' + c for c in out_cols)}, {phone_cols} "
             f"FROM _acrm_classified c LEFT JOIN _acrm_phones p ON p.phone = c.phone "
             f"AND p.region = coalesce(upper(c.country), {lit(default_region)}) WHERE c._reason IS NULL"
         )
     else:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {target} AS SELECT {', '.join(out_cols)} FROM _acrm_classified "
-            "WHERE _reason IS NULL"
-        )
-    con.execute(f"DELETE FROM {table(RAW_SCHEMA, 'quarantine')} WHERE table_name = ?", [spec.name])
+        con.execute(f"{into} SELECT {', '.join(out_cols)} FROM _acrm_classified WHERE _reason IS NULL")
+    con.execute(ORPHANS_DDL)
+    if not append:
+        con.execute(f"DELETE FROM {table(RAW_SCHEMA, 'quarantine')} WHERE table_name = ?", [spec.name])
+        con.execute(f"DELETE FROM {table(RAW_SCHEMA, 'load_orphans')} WHERE table_name = ?", [spec.name])
     con.execute(
         f"INSERT INTO {table(RAW_SCHEMA, 'quarantine')} SELECT {lit(spec.name)}, _file, _row, _reason, _raw, "
         "now()::TIMESTAMP FROM _acrm_classified WHERE _reason IS NOT NULL"
     )
+    # Which parent values each orphan missed: a later append is only right while none of them arrived.
+    key = f"CAST({ident(spec.unique_key)} AS VARCHAR)" if spec.unique_key else "CAST(NULL AS VARCHAR)"
+    for i, col, _, _ in checked_parents(spec, landing_dir):
+        con.execute(
+            f"INSERT INTO {table(RAW_SCHEMA, 'load_orphans')} SELECT {lit(spec.name)}, {key}, {lit(col)}, "
+            f"CAST({ident(col)} AS VARCHAR) FROM _acrm_classified WHERE _reason LIKE 'orphan:%' AND _miss{i}"
+        )
 
-    result.rows_read = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-    result.rows_loaded = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+@dataclass
+class Staged:
+    """Files read into the temp table _acrm_stage, waiting to be written (`write_staged`)."""
+
+    result: LoadResult  # of the files read: their names, columns and empty ones; no counts yet
+    custom_fails: dict[str, list[int]]  # of the whole table once written (an append's: old + new)
+    previous: Previous | None
+
+
+def stage_files(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    landing_dir: Path,
+    previous: Previous | None = None,
+    paths: list[Path] | None = None,
+) -> Staged:
+    """Read every file of `spec` in `landing_dir` (a full load), or with `previous` the new `paths` that
+    sort after the loaded files (an append). Writes nothing lasting, so it runs before the write's
+    transaction (a temp table made inside one numbers its rows from 2^55: row numbers come from rowid).
+    An append raises AppendRefused when the new files add a custom column or change one's type."""
+    result = LoadResult(spec.name)
+    files = discover_files(landing_dir, spec.name) if paths is None else paths
+    # A 0-byte file holds no rows and not even a header (an exporter's empty part): skipped, and said so.
+    empty = [p for p in files if p.stat().st_size == 0]
+    result.skipped_files = [f"{p.relative_to(landing_dir).as_posix()} (empty)" for p in empty]
+    files = [p for p in files if p not in empty]
+    if previous is None and not files and empty and spec.required_table:
+        raise LoadError(f"{empty[0]}: the file is empty (0 bytes), and there is no other {spec.name} data")
+    if previous is None and not files and spec.required_table:
+        raise LoadError(
+            f"{landing_dir}: no {spec.name} data (expected {spec.name}.csv, {spec.name}.parquet "
+            f"or a folder {spec.name}/ of such files)"
+        )
+
+    old_custom = previous.result.custom_columns if previous else {}
+    present = _stage(con, spec, landing_dir, files, result, sorted(old_custom))
+    fails = {c: custom_fails(con, "_acrm_stage", c) for c in sorted(present)}
+    if previous:
+        if new := sorted(present - set(old_custom)):
+            raise AppendRefused(f"the new files add custom column {new[0]}")
+        fails = {
+            c: [a + b for a, b in zip(n, fails.get(c, [0] * len(n)), strict=True)]
+            for c, n in previous.custom_fails.items()
+        }
+        for c, t in old_custom.items():
+            if custom_type(fails[c]) != t:
+                raise AppendRefused(f"custom column {c} no longer parses as {t} with the new files")
+    result.custom_columns = old_custom or {c: custom_type(n) for c, n in fails.items()}
+    return Staged(result, fails, previous)
+
+
+def write_staged(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str, staged: Staged
+) -> LoadResult:
+    """Classify the staged rows and write them: raw.<table> replaced (or appended to), bad rows into
+    raw.quarantine. The result is the whole table's."""
+    result, append = staged.result, staged.previous is not None
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
+    con.execute(QUARANTINE_DDL)
+    con.execute(ORPHANS_DDL)
+    _classify(con, spec, landing_dir, result.custom_columns, append)
+    _write(con, spec, landing_dir, default_region, result.custom_columns, append)
+
+    result.rows_read = con.execute("SELECT count(*) FROM _acrm_stage").fetchone()[0]
+    result.rows_loaded = con.execute(f"SELECT count(*) FROM {table(RAW_SCHEMA, spec.name)}").fetchone()[0]
     result.reasons = dict(
         con.execute(
             "SELECT _reason, count(*) FROM _acrm_classified WHERE _reason IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall()
     )
-    result.rows_quarantined = sum(result.reasons.values())
-    for tmp in (stage, "_acrm_typed", "_acrm_classified", "_acrm_phones"):
+    for tmp in ("_acrm_stage", "_acrm_typed", "_acrm_classified", "_acrm_phones", "_acrm_old_keys"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
+    if staged.previous:
+        result = _merged(staged.previous.result, result)
+    result.rows_quarantined = sum(result.reasons.values())
     return result
 
 
-# --- reusing an unchanged load ------------------------------------------------------------------------
-
-LOADS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {table(RAW_SCHEMA, "loads")} (
-    table_name VARCHAR PRIMARY KEY,
-    signature VARCHAR NOT NULL,
-    result JSON NOT NULL,
-    loaded_at TIMESTAMP NOT NULL
-)"""
-# A change to the loading code changes every signature, so an upgrade reloads everything once.
-_CODE = [Path(__file__), Path(__file__).with_name("contract.py"), Path(__file__).with_name("phones.py")]
-
-
-def load_signature(con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str) -> str:
-    """What a load of `spec` depends on: its files (path, size, mtime), the loading code, the default
-    region, and the loads of its parent tables (orphan checks read them)."""
-    parts = [spec.name, default_region, *(hashlib.sha256(p.read_bytes()).hexdigest() for p in _CODE)]
-    for path in discover_files(landing_dir, spec.name):
-        stat = path.stat()
-        parts.append(f"{path.relative_to(landing_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
-    for parent in sorted({p for _, p, _ in spec.parents}):
-        row = con.execute(f"SELECT signature FROM {table(RAW_SCHEMA, 'loads')} WHERE table_name = ?", [parent])
-        parts.append(f"{parent}={(row.fetchone() or ['never'])[0]}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def load_table_if_changed(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str = "RU"
-) -> LoadResult:
-    """`load_table`, unless nothing it depends on changed since the last load: then the last result.
-
-    The landing folder is a full snapshot and the point-in-time cut happens in dbt, so a backfill of
-    many days (or a refresh with no new files) loads each table once, not once per partition.
-    """
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
-    con.execute(LOADS_DDL)
-    signature = load_signature(con, spec, landing_dir, default_region)
-    stored = con.execute(
-        f"SELECT l.result FROM {table(RAW_SCHEMA, 'loads')} l JOIN information_schema.tables t "
-        "ON t.table_schema = ? AND t.table_name = l.table_name WHERE l.table_name = ? AND l.signature = ?",
-        [RAW_SCHEMA, spec.name, signature],
-    ).fetchone()
-    if stored is not None:
-        return dataclasses.replace(LoadResult(**json.loads(stored[0])), reused=True)
-    result = load_table(con, spec, landing_dir, default_region)
-    con.execute(
-        f"INSERT OR REPLACE INTO {table(RAW_SCHEMA, 'loads')} VALUES (?, ?, ?, now()::TIMESTAMP)",
-        [spec.name, signature, json.dumps(dataclasses.asdict(result))],
+def _merged(old: LoadResult, new: LoadResult) -> LoadResult:
+    """The result of the whole table after `new`'s files were appended to `old`'s."""
+    reasons = dict(old.reasons)
+    for reason, n in new.reasons.items():
+        reasons[reason] = reasons.get(reason, 0) + n
+    return dataclasses.replace(
+        old,
+        files=old.files + new.files,
+        rows_read=old.rows_read + new.rows_read,
+        rows_loaded=new.rows_loaded,
+        reasons=dict(sorted(reasons.items())),
+        ignored_columns=old.ignored_columns + new.ignored_columns,
+        rejected_columns=old.rejected_columns + new.rejected_columns,
+        skipped_files=old.skipped_files + new.skipped_files,
+        reused=False,
+        appended_files=new.files + [s.removesuffix(" (empty)") for s in new.skipped_files],
     )
-    return result
+
+
+def load_table(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    landing_dir: Path,
+    default_region: str = "RU",
+) -> LoadResult:
+    """Load `spec`'s files from `landing_dir` into raw.<table>; bad rows into raw.quarantine."""
+    return write_staged(con, spec, landing_dir, default_region, stage_files(con, spec, landing_dir))
 
 
 def load_all(db_path: Path, landing_dir: Path, default_region: str = "RU") -> list[LoadResult]:
