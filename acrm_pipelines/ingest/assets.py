@@ -23,7 +23,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.ingest.contract import TABLES, TableSpec
-from acrm_pipelines.ingest.expectations import validate_raw_table
+from acrm_pipelines.ingest.expectations import validate_loaded_table
 from acrm_pipelines.ingest.incremental import load_table_if_changed
 from acrm_pipelines.ingest.loader import LoadResult
 from acrm_pipelines.settings import Settings
@@ -105,7 +105,7 @@ def build_gx_check(spec: TableSpec, partitions_def):
     )
     def _check(duckdb: DuckDBResource) -> AssetCheckResult:
         with duckdb.get_connection() as con:
-            validation = validate_raw_table(con, spec)
+            validation = validate_loaded_table(con, spec)
         failed = [r for r in validation.results if not r["success"]]
         rows = "\n".join(
             f"| {r['expectation']} | {r['column']} | {'✅' if r['success'] else '❌'} | {r['unexpected_count']} |"
@@ -117,6 +117,7 @@ def build_gx_check(spec: TableSpec, partitions_def):
             metadata={
                 "rows_validated": validation.rows_validated,
                 "sampled": validation.sampled,
+                "reused": MetadataValue.bool(validation.reused),
                 "expectations": len(validation.results),
                 "failed_expectations": len(failed),
                 "results": MetadataValue.md(f"| expectation | column | ok | unexpected |\n|---|---|---|---|\n{rows}"),

@@ -1,13 +1,20 @@
 """Great Expectations suites for the loaded raw tables, derived from the input contract.
 
 GX runs on pandas (the smoke-tested path for GX 1.x here) over only the columns a suite needs;
-tables larger than ``max_rows`` are validated on a repeatable sample, which the result says.
+tables larger than ``max_rows`` are validated on a repeatable sample, which the result says. A table
+whose load did not change since it was validated keeps that validation (`validate_loaded_table`): a
+backfill of a year validates each load once, not once per day.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 
 import duckdb
 
@@ -25,6 +32,7 @@ class Validation:
     rows_validated: int
     sampled: bool
     results: list[dict]  # one per expectation: type, column, success, unexpected_count
+    reused: bool = False  # the table's load is the one validated before: that validation stands
 
 
 def build_suite(spec: TableSpec):
@@ -78,3 +86,31 @@ def validate_raw_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, max_rows
         for r in outcome.results
     ]
     return Validation(bool(outcome.success), len(frame), sampled, results)
+
+
+VALIDATIONS = table("raw", "validations")
+
+
+def validate_loaded_table(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, max_rows: int = DEFAULT_MAX_ROWS
+) -> Validation:
+    """`validate_raw_table`, or the validation of the same load (raw.loads' signature), the same suite
+    code and GX version, and the same `max_rows`: the rows are the same, so is the outcome."""
+    try:
+        loaded = con.execute("SELECT signature FROM raw.loads WHERE table_name = ?", [spec.name]).fetchone()
+    except duckdb.CatalogException:
+        loaded = None
+    if loaded is None:  # not loaded through raw.loads (tests, hand-made tables): nothing to key it on
+        return validate_raw_table(con, spec, max_rows)
+    code = hashlib.sha256(Path(__file__).read_bytes() + version("great_expectations").encode()).hexdigest()
+    key = f"{loaded[0]}:{code}:{max_rows}"
+    con.execute(f"CREATE TABLE IF NOT EXISTS {VALIDATIONS} (table_name VARCHAR PRIMARY KEY, key VARCHAR, result JSON)")
+    stored = con.execute(f"SELECT result FROM {VALIDATIONS} WHERE table_name = ? AND key = ?", [spec.name, key])
+    if (row := stored.fetchone()) is not None:
+        return dataclasses.replace(Validation(**json.loads(row[0])), reused=True)
+    validation = validate_raw_table(con, spec, max_rows)
+    con.execute(
+        f"INSERT OR REPLACE INTO {VALIDATIONS} VALUES (?, ?, ?)",
+        [spec.name, key, json.dumps(dataclasses.asdict(validation))],
+    )
+    return validation
