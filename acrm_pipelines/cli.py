@@ -59,7 +59,15 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
             + f", {summary.seconds:.1f} s"
         )
 
-    summaries = backfill(defs, settings, start, end, after_each=report, send_exports=args.with_exports)
+    summaries = backfill(
+        defs,
+        settings,
+        start,
+        end,
+        after_each=report,
+        send_exports=args.with_exports,
+        log_level="INFO" if args.verbose else "WARNING",
+    )
     print(f"backfilled {len(summaries)} partitions in {time.monotonic() - started:.1f} s")
     if not args.with_exports and any(s.exports for s in summaries):
         print("exports sent nothing for these dates (a backfill recomputes history only; --with-exports sends)")

@@ -52,6 +52,19 @@ def test_acrm_run_prints_the_summary_only_and_the_detail_with_v(tmp_path: Path) 
     assert "Running with dbt" in verbose.stdout + verbose.stderr
 
 
+def test_acrm_backfill_is_quiet_and_shows_the_run_log_with_v(tmp_path: Path) -> None:
+    env = _project(tmp_path)
+    quiet = acrm("backfill", "--from", "2024-03-08", "--to", "2024-03-08", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert [n for n in NOISE if n in quiet.stdout + quiet.stderr] == []
+    assert quiet.stdout.startswith("2024-03-08: 2 customers")
+    verbose = acrm("backfill", "--from", "2024-03-09", "--to", "2024-03-09", "-v", env=env)
+    assert verbose.returncode == 0, verbose.stderr
+    both = verbose.stdout + verbose.stderr
+    # The run's own INFO log (the raw load's line) and dbt's come back with -v.
+    assert "read 2, loaded 2" in both and "Running with dbt" in both
+
+
 def test_the_summary_lists_the_biggest_changes_of_thousands_of_segments() -> None:
     rng = random.Random(5)
     segments = {f"s{i:04d}": (rng.randrange(10**6), rng.randrange(1000), rng.randrange(1000)) for i in range(5000)}

@@ -291,6 +291,7 @@ def backfill(
     instance: DagsterInstance | None = None,
     after_each=None,
     send_exports: bool = False,
+    log_level: str = "WARNING",
 ) -> list[RunSummary]:
     """Every daily partition from `start` to `end` (inclusive), oldest first, each point-in-time: the
     same run as `acrm run` for that date, except that exports send nothing unless `send_exports`.
@@ -300,15 +301,17 @@ def backfill(
     instance = instance or DagsterInstance.get()
     tags = {BACKFILL_TAGS[1]: f"{start}..{end}", SEND_TAG: "true" if send_exports else "false"}
     with one_cli_run(instance, say):  # the whole range: no `acrm run` slips in between two days
-        return _backfill(defs, settings, start, end, instance, after_each, tags)
+        return _backfill(defs, settings, start, end, instance, after_each, tags, log_level)
 
 
-def _backfill(defs, settings: Settings, start: date, end: date, instance: DagsterInstance, after_each, tags):
+def _backfill(
+    defs, settings: Settings, start: date, end: date, instance: DagsterInstance, after_each, tags, log_level: str
+):
     summaries = []
     day = start
     while day <= end:
         try:
-            summary = run_partition(defs, settings, day.isoformat(), instance, tags=tags)
+            summary = run_partition(defs, settings, day.isoformat(), instance, log_level=log_level, tags=tags)
             if summary.segments_failed:
                 failed = summary.segments_failed.items()
                 raise RunFailed("; ".join(f"segment {key} not evaluated: {where}" for key, where in failed))

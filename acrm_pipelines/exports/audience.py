@@ -33,6 +33,10 @@ LOG = "exports"
 # When each export first delivered for each date: the moment a re-run of that date looks back from.
 FIRST_DELIVERED = f"""(SELECT export_key, as_of, min(started_at) AS first_delivered FROM {LOG}.runs
     WHERE status = 'success' GROUP BY 1, 2)"""
+# A row joined to FIRST_DELIVERED as `f` counts only if it had first been delivered before this export
+# first delivered for this date (params: export key, as_of): a re-run of a date starts where it did.
+DELIVERED_BEFORE = f"""coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
+    (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?), TIMESTAMP '9999-12-31')"""
 
 
 @dataclass
@@ -111,9 +115,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
                 SELECT d.customer_id FROM {LOG}.deliveries d LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
                 WHERE d.channel = ? AND d.status = 'sent' AND d.action = 'add' AND d.as_of >= ? AND d.as_of <= ?
                     AND NOT (d.export_key = ? AND d.as_of = ?)
-                    AND coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
-                        (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?),
-                        TIMESTAMP '9999-12-31'))
+                    AND {DELIVERED_BEFORE})
             GROUP BY 1) cap ON cap.customer_id = m.customer_id"""
         cap_params = [export.channel, start, cutoff(as_of), export.channel, _first_day(start), as_of]
         cap_params += [export.key, as_of, export.key, as_of]

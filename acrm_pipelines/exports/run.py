@@ -24,7 +24,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from acrm_pipelines.exports.audience import FIRST_DELIVERED, LOG, SUPPRESSED, ensure_log, select_audience
+from acrm_pipelines.exports.audience import (
+    DELIVERED_BEFORE,
+    FIRST_DELIVERED,
+    LOG,
+    SUPPRESSED,
+    ensure_log,
+    select_audience,
+)
 from acrm_pipelines.exports.destinations import DeliveryFailed, Job, build
 from acrm_pipelines.exports.spec import Export
 
@@ -53,9 +60,7 @@ def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> pa.Tab
         f"""SELECT customer_id, arg_max(row, as_of)::VARCHAR AS row FROM {LOG}.audience_changes c
         LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
         WHERE c.export_key = ? AND c.as_of < ?
-            AND coalesce(f.first_delivered, TIMESTAMP '1970-01-01') < coalesce(
-                (SELECT first_delivered FROM {FIRST_DELIVERED} WHERE export_key = ? AND as_of = ?),
-                TIMESTAMP '9999-12-31')
+            AND {DELIVERED_BEFORE}
         GROUP BY 1 HAVING arg_max(kind, as_of) = 'add' ORDER BY 1""",
         params=[key, as_of, key, as_of],
     ).to_arrow_table()
