@@ -157,6 +157,10 @@ def load_table_if_changed(
             plan = str(refused)
     if isinstance(plan, str):
         staged = stage_files(con, spec, landing_dir)
+    # What this load added to the last one, so that its GX check validates only the new rows.
+    appended = {}
+    if isinstance(plan, _Append):
+        appended = {"appended": {"after": stored[3], "rows_before": plan.previous.result.rows_loaded}}
     con.execute("BEGIN TRANSACTION")
     try:
         if staged is None:  # nothing new, e.g. only a parent grew: the rows stand as they are
@@ -173,7 +177,7 @@ def load_table_if_changed(
                 signature,
                 json.dumps(dataclasses.asdict(result)),
                 base,
-                json.dumps({**now, "custom_fails": fails}),
+                json.dumps({**now, "custom_fails": fails, **appended}),
             ],
         )
         con.execute("COMMIT")
