@@ -1,21 +1,30 @@
-"""Benchmark: the full pipeline for one partition — demo data, load, features, segments, exports to files.
+"""Benchmark: the path users run — `acrm run` through Dagster — for a first day, a nightly day and a backfill.
 
-    .venv/bin/python bench/run.py --customers 1000000 [--segments 1000] [--exports 20]
+    .venv/bin/python bench/run.py --customers 1000000 --segments 1000 --exports 20 \
+        [--years 6] [--backfill-days 30] [--skip-pandas] [--baseline-repo DIR] [--work DIR]
 
-Stages run the project's own code directly (the loader, `dbt build` as a subprocess, the segment
-engine, the export runner) so each can be timed; the feature stage is compared with a plain-pandas
-computation of the same features (tests/reference/features.py) in the same run. Prints a table of wall
-time and peak memory per stage, then one line for the nightly partition (features, segments and
-exports of the day after the first one; total_s is their sum, the load excluded):
-`customers=N orders=M features_s=… pandas_features_s=… segments_s=… exports_s=… total_s=… peak_mb=…`.
+Writes demo data (Parquet) up to the nightly date, moves that date's rows (customers registered that
+day, their orders and lines, events, messages, bonus rows) into one new part file per table, and
+generates `--segments` segments (bench/segments.py's generator) and `--exports` CSV exports of the
+first ones. Then, on a fresh DuckDB file and DAGSTER_HOME (the repo's dagster.yaml, SQLite storage):
+
+1. `acrm run --as-of FIRST`: the first day, every table loaded, every export sent in full;
+2. the day's new files land, `acrm run --as-of NIGHT`: the nightly case the targets are about;
+3. with `--backfill-days N`, `acrm backfill` of the N days before FIRST (exports held, as by default).
+
+Per run it prints the wall time, Dagster's own step times summed per stage (load, checks, features,
+segments, exports), `other_s`: what no step accounts for (starting Python, loading the definitions,
+run start and end, the events between steps), and the run's peak resident memory. The features step is
+compared with a plain-pandas computation of the same features (tests/reference/features.py) in the same
+run, in its own process. With `--baseline-repo` (another checkout, e.g. a git worktree of an earlier
+commit with `dbt parse` run in its dbt_project) the same data goes through it too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,27 +38,33 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from acrm_pipelines.demo.generator import generate  # noqa: E402
-from acrm_pipelines.exports.run import run_export  # noqa: E402
-from acrm_pipelines.exports.validate import load_exports  # noqa: E402
-from acrm_pipelines.features.dbt import dbt_executable, dbt_vars  # noqa: E402
-from acrm_pipelines.ingest.loader import load_all  # noqa: E402
-from acrm_pipelines.segments.catalogue import load_catalogue  # noqa: E402
-from acrm_pipelines.segments.evaluate import evaluate  # noqa: E402
-from acrm_pipelines.segments.history import record  # noqa: E402
-from acrm_pipelines.segments.validate import load_segments  # noqa: E402
-from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings  # noqa: E402
 from bench.segments import generate_segments  # noqa: E402
 
-AS_OF = date(2026, 11, 20)  # the nightly partition the final line reports
-FIRST = AS_OF - timedelta(days=1)  # the partition before it, which starts the history
+NIGHT = date(2026, 11, 20)  # the nightly partition
+FIRST = NIGHT - timedelta(days=1)  # the partition before it, which starts the history
+NEW_PART = f"part-99000-{NIGHT.isoformat()}.parquet"  # sorts after the demo's parts, as a day's files do
+# The rows that arrive on NIGHT, per table (order lines follow their order).
+DAY_ROWS = {
+    "customers": "registered_at",
+    "orders": "ordered_at",
+    "events": "occurred_at",
+    "messages": "sent_at",
+    "bonus_transactions": "occurred_at",
+}
+STAGES = ("load", "checks", "features", "segments", "exports")
 
 
-def peak_mb() -> float:
-    """Peak resident memory of this process and of finished children (dbt), in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+def stage_of(step_key: str) -> str:
+    """The stage a step of the daily job belongs to, by the step keys the definitions give."""
+    if "_gx_" in step_key or step_key.endswith(("_fresh_activity", "_delivered")) or "check" in step_key:
+        return "checks"
+    if step_key.startswith("raw_"):
+        return "load"
+    if step_key.startswith("dbt"):
+        return "features"
+    if step_key.startswith("exports__"):
+        return "exports"
+    return "segments"
 
 
 def exports_for(segment_keys: list[str], n: int) -> list[dict]:
@@ -71,111 +86,198 @@ def exports_for(segment_keys: list[str], n: int) -> list[dict]:
     ]
 
 
+def split_day(landing: Path, new: Path) -> dict[str, int]:
+    """Move NIGHT's rows out of the demo parts into `new/<table>/NEW_PART`; rows moved per table."""
+    moved: dict[str, int] = {}
+    con = duckdb.connect()
+    day = f"DATE '{NIGHT.isoformat()}'"
+    for name, column in (*DAY_ROWS.items(), ("order_lines", None)):
+        parts = sorted((landing / name).glob("*.parquet"))
+        if column:
+            on_day = f"coalesce(try_cast({column} AS TIMESTAMP)::DATE = {day}, false)"
+        else:  # lines of the orders that moved
+            on_day = f"order_id IN (SELECT order_id FROM read_parquet('{new / 'orders' / NEW_PART}'))"
+        (new / name).mkdir(parents=True, exist_ok=True)
+        files = ", ".join(f"'{p}'" for p in parts)
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet([{files}], union_by_name = true) WHERE {on_day}) "
+            f"TO '{new / name / NEW_PART}'"
+        )
+        moved[name] = con.execute(f"SELECT count(*) FROM read_parquet('{new / name / NEW_PART}')").fetchone()[0]
+        for part in parts:
+            kept = part.with_suffix(".kept")
+            con.execute(f"COPY (SELECT * FROM read_parquet('{part}') WHERE NOT {on_day}) TO '{kept}' (FORMAT parquet)")
+            kept.replace(part)
+    return moved
+
+
+def python(repo: Path) -> str:
+    """The checkout's own venv, or this one (the checkout's code still comes first on PYTHONPATH)."""
+    own = repo / ".venv" / "bin" / "python"
+    return str(own) if own.exists() else sys.executable
+
+
+def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
+    """Run `cmd`; its wall seconds, its peak resident MB (the process and the children it waited for), stdout."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd[-4:])} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout
+
+
+def step_seconds(repo: Path, home: Path, runs: int) -> list[dict[str, float]]:
+    """Step durations of the latest `runs` runs (oldest first), read with `repo`'s own Python and Dagster."""
+    code = (
+        "import json, sys; from dagster import DagsterInstance; i = DagsterInstance.get();"
+        f"rs = i.get_runs(limit={runs})[::-1];"
+        "print(json.dumps([{s.step_key: s.end_time - s.start_time for s in i.get_run_step_stats(r.run_id)"
+        " if s.end_time and s.start_time} for r in rs]))"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(repo)}
+    done = subprocess.run([python(repo), "-c", code], env=env, capture_output=True, text=True, check=True)
+    return yaml.safe_load(done.stdout.strip().splitlines()[-1])
+
+
+class Bench:
+    def __init__(self, work: Path, landing: Path, new: Path, args: argparse.Namespace):
+        self.work, self.landing, self.new, self.args = work, landing, new, args
+        self.rows: list[dict] = []
+
+    def env(self, repo: Path, home: Path) -> dict:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(repo),
+            "DAGSTER_HOME": str(home),
+            "ACRM_LANDING_DIR": str(self.landing),
+            "ACRM_DUCKDB_PATH": str(self.work / "acrm.duckdb"),
+            "ACRM_SEGMENTS_DIR": str(self.work / "segments"),
+            "ACRM_EXPORTS_DIR": str(self.work / "exports"),
+            "ACRM_OUTBOX_DIR": str(self.work / "outbox"),
+            "ACRM_START_DATE": "2024-01-01",
+        }
+
+    def run(self, label: str, repo: Path) -> None:
+        for leftover in self.work.glob("acrm.duckdb*"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        shutil.rmtree(self.work / "outbox", ignore_errors=True)
+        for name in (*DAY_ROWS, "order_lines"):  # the first day has not seen the night's files yet
+            (self.landing / name / NEW_PART).unlink(missing_ok=True)
+        home = self.work / f"home-{label}"
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
+        env = self.env(repo, home)
+        acrm = [python(repo), "-m", "acrm_pipelines.cli"]
+        plan = [("first day", FIRST, ["run", "--as-of", FIRST.isoformat()])]
+        plan.append(("nightly", NIGHT, ["run", "--as-of", NIGHT.isoformat()]))
+        if self.args.backfill_days:
+            start = FIRST - timedelta(days=self.args.backfill_days)
+            to = FIRST - timedelta(days=1)
+            plan.append(
+                (
+                    f"backfill {self.args.backfill_days} d",
+                    None,
+                    ["backfill", "--from", start.isoformat(), "--to", to.isoformat()],
+                )
+            )
+        for what, day, cmd in plan:
+            if day == NIGHT:
+                for name in (*DAY_ROWS, "order_lines"):
+                    shutil.copy(self.new / name / NEW_PART, self.landing / name / NEW_PART)
+            wall, peak, _ = timed(acrm + cmd, env, repo)
+            runs = self.args.backfill_days if day is None else 1
+            per_stage = dict.fromkeys(STAGES, 0.0)
+            for steps in step_seconds(repo, home, runs):
+                for key, secs in steps.items():
+                    per_stage[stage_of(key)] += secs
+            other = wall - sum(per_stage.values())
+            row = {"checkout": label, "run": what, "wall_s": wall, **per_stage, "other_s": other, "peak_mb": peak}
+            self.rows.append(row)
+            print(
+                "  " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                flush=True,
+            )
+            if day == NIGHT and label == "this" and not self.args.skip_pandas:
+                self.pandas_features(repo, env)
+
+    def pandas_features(self, repo: Path, env: dict) -> None:
+        code = (
+            "import time; from pathlib import Path; from tests.reference.features import read_raw, reference_features;"
+            f"raw = read_raw(Path({str(self.work / 'acrm.duckdb')!r})); t = time.perf_counter();"
+            f"n = len(reference_features(raw, __import__('datetime').date.fromisoformat({NIGHT.isoformat()!r})));"
+            "print(n, time.perf_counter() - t)"
+        )
+        wall, peak, out = timed([python(repo), "-c", code], env, repo)
+        n, secs = out.split()[-2:]
+        row = {"checkout": "pandas", "run": "features, nightly", "wall_s": wall, **dict.fromkeys(STAGES, 0.0)}
+        row.update(features=float(secs), other_s=wall - float(secs), peak_mb=peak)
+        self.rows.append(row)
+        print(
+            f"  pandas reference features: {int(n):,} rows in {float(secs):.1f} s (read included: {wall:.1f} s)",
+            flush=True,
+        )
+
+    def table(self) -> str:
+        head = ["checkout", "run", "wall_s", *(f"{s}_s" for s in STAGES), "other_s", "peak_mb"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            cells = [r["checkout"], r["run"], f"{r['wall_s']:.1f}", *(f"{r[s]:.1f}" for s in STAGES)]
+            lines.append("| " + " | ".join([*cells, f"{r['other_s']:.1f}", f"{r['peak_mb']:,.0f}"]) + " |")
+        return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--segments", type=int, default=1_000)
     parser.add_argument("--exports", type=int, default=20)
-    parser.add_argument("--skip-pandas", action="store_true", help="leave out the pandas baseline")
+    parser.add_argument("--years", type=int, default=6, help="years of demo history (6 gives ~10 orders a customer)")
+    parser.add_argument("--backfill-days", type=int, default=0, help="then backfill this many days before the first")
+    parser.add_argument("--skip-pandas", action="store_true", help="leave out the pandas features baseline")
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout to run on the same data")
+    parser.add_argument("--work", type=Path, help="work folder (kept; default: a temporary one, removed)")
     args = parser.parse_args()
-    rows: list[tuple[str, float, float, str]] = []
-    timings: dict[str, float] = {}
+    work = args.work or Path(tempfile.mkdtemp(prefix="acrm-bench-run-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        from acrm_pipelines.demo.generator import generate
 
-    def stage(name: str, fn):
+        landing, new = work / "landing", work / "new"
         t = time.perf_counter()
-        note = fn() or ""
-        secs = time.perf_counter() - t
-        rows.append((name, secs, peak_mb(), note))
-        timings[name] = secs
-        print(f"  {name}: {secs:.1f} s {note}", flush=True)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        landing, db, outbox = tmp / "landing", tmp / "acrm.duckdb", tmp / "outbox"
-        summary: dict = {}
-
-        stage(
-            "demo data (parquet)",
-            lambda: (
-                summary.update(generate(landing, customers=args.customers, seed=42, fmt="parquet", end_date=AS_OF))
-                or f"{summary['tables']['orders']:,} orders"
-            ),
+        summary = generate(landing, customers=args.customers, seed=42, fmt="parquet", end_date=NIGHT, years=args.years)
+        moved = split_day(landing, new)
+        print(
+            f"demo data: {time.perf_counter() - t:.0f} s, {summary['tables']} ; the night's new rows: {moved}",
+            flush=True,
         )
-        stage("load + quarantine", lambda: f"{sum(r.rows_loaded for r in load_all(db, landing)):,} rows loaded")
-
-        def features(day: date) -> str:
-            env = {**os.environ, "ACRM_DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-            cmd = [
-                dbt_executable(),
-                "build",
-                "--vars",
-                json.dumps(dbt_vars(day.isoformat())),
-                "--quiet",
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-            ]
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
-            if done.returncode:
-                raise SystemExit(f"dbt build failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-            return "dbt build (models + tests)"
-
-        folder = tmp / "segments"
-        folder.mkdir()
         definitions = generate_segments(args.segments)
-        (folder / "bench.yaml").write_text(yaml.safe_dump_all(definitions, sort_keys=False))
-        export_folder = tmp / "exports"
-        export_folder.mkdir()
-
-        def evaluate_and_record(day: date) -> str:
-            with duckdb.connect(str(db), config=Settings.from_env().duckdb_config()) as con:
-                result = evaluate(con, segments, day)
-                recorded = record(con, result, segments.order, {k: segments[k].version() for k in segments.order})
-            changes = sum(r.entered + r.exited for r in recorded.values())
-            timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-            return f"{len(segments)} segments, {changes:,} entries+exits ({timing})"
-
-        def run_exports(day: date) -> str:
-            sent = 0
-            with duckdb.connect(str(db), config=Settings.from_env().duckdb_config()) as con:
-                for key in exports.keys:
-                    sent += run_export(con, exports[key], day, outbox, "bench").counts.get("sent", 0)
-            return f"{len(exports)} CSV exports, {sent:,} rows sent"
-
-        # The first partition starts the history (every member enters) and sends every export in full;
-        # the next one is the nightly case the targets are about.
-        for label, day in (("first day", FIRST), ("nightly", AS_OF)):
-            stage(f"features (dbt on DuckDB), {label}", lambda d=day: features(d))
-            if label == "first day":
-                catalogue = load_catalogue(db)
-                segments = load_segments([folder], catalogue)
-                (export_folder / "e.yaml").write_text(
-                    yaml.safe_dump_all(exports_for(segments.order, args.exports), sort_keys=False)
-                )
-                exports = load_exports([export_folder], segments, catalogue)
-            if label == "nightly" and not args.skip_pandas:
-                from tests.reference.features import read_raw, reference_features
-
-                stage(
-                    "features (plain pandas baseline), nightly",
-                    lambda: f"{len(reference_features(read_raw(db), AS_OF)):,} rows",
-                )
-            stage(f"segments (evaluate + history), {label}", lambda d=day: evaluate_and_record(d))
-            stage(f"exports (files), {label}", lambda d=day: run_exports(d))
-
-    print(f"\n{'stage':<46}{'seconds':>10}{'peak MB':>10}  notes")
-    for name, secs, mb, note in rows:
-        print(f"{name:<46}{secs:>10.1f}{mb:>10.0f}  {note}")
-    features_s = timings["features (dbt on DuckDB), nightly"]
-    pandas_s = timings.get("features (plain pandas baseline), nightly", float("nan"))
-    segments_s = timings["segments (evaluate + history), nightly"]
-    exports_s = timings["exports (files), nightly"]
-    print(
-        f"customers={args.customers} orders={summary['tables']['orders']} features_s={features_s:.1f} "
-        f"pandas_features_s={pandas_s:.1f} segments_s={segments_s:.1f} exports_s={exports_s:.1f} "
-        f"total_s={features_s + segments_s + exports_s:.1f} peak_mb={peak_mb():.0f}"
-    )
+        (work / "segments").mkdir(exist_ok=True)
+        (work / "segments" / "generated.yaml").write_text(yaml.safe_dump_all(definitions, sort_keys=False))
+        (work / "exports").mkdir(exist_ok=True)
+        keys = [d["key"] for d in definitions]
+        if args.exports:
+            exports = exports_for(keys, args.exports)
+            (work / "exports" / "bench.yaml").write_text(yaml.safe_dump_all(exports, sort_keys=False))
+        bench = Bench(work, landing, new, args)
+        for label, repo in [("this", ROOT)] + (
+            [("baseline", args.baseline_repo.resolve())] if args.baseline_repo else []
+        ):
+            bench.run(label, repo)
+        print(
+            f"\ncustomers={args.customers:,} orders={summary['tables']['orders']:,} segments={args.segments:,} "
+            f"exports={args.exports}\n"
+        )
+        print(bench.table())
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
