@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
-from acrm_pipelines.features.dbt import dbt_build_args, dbt_vars
+from acrm_pipelines.features.dbt import dbt_build_args
+from acrm_pipelines.features.incremental import Plan
 from tests.conftest import make_settings
 
 
 def test_dbt_args_carry_the_partition_date() -> None:
-    assert dbt_vars("2025-03-01") == {"as_of": "2025-03-01"}
-    assert dbt_build_args("2025-03-01") == ["build", "--vars", '{"as_of": "2025-03-01"}']
+    full = Plan(date(2025, 3, 1), reason="no features are stored yet")
+    assert dbt_build_args(full.dbt_vars()) == ["build", "--vars", '{"as_of": "2025-03-01"}']
+    since = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7})
+    assert since.dbt_vars() == {"as_of": "2025-03-01", "features_since": "2025-02-28", "features_rows": {"orders": 7}}
 
 
 def test_definitions_have_the_raw_to_marts_graph(tmp_path: Path) -> None:

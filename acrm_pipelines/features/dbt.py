@@ -5,28 +5,28 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, Output
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
+from acrm_pipelines.features import incremental
 from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
 from acrm_pipelines.terminal import routed
 
 GROUP = "features"
+FEATURES_KEY = AssetKey("customer_features")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
-def dbt_vars(as_of: str) -> dict[str, str]:
-    """The dbt vars for one partition: the as-of date that cuts every model."""
-    return {"as_of": as_of}
-
-
-def dbt_build_args(as_of: str) -> list[str]:
-    return ["build", "--vars", json.dumps(dbt_vars(as_of))]
+def dbt_build_args(dbt_vars: dict[str, Any]) -> list[str]:
+    """`dbt build` of one partition: its as-of date and, for an incremental build, what it builds from."""
+    return ["build", "--vars", json.dumps(dbt_vars)]
 
 
 def dbt_executable() -> str:
@@ -83,8 +83,23 @@ def build_dbt_assets(partitions_def):
         name="dbt_features",
         pool=DUCKDB_POOL,
     )
-    def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource):
-        events = dbt.cli(dbt_build_args(context.partition_key), context=context).stream()
-        yield from routed(events, context.log.debug)  # dbt's log: the terminal with -v, else the run's debug log
+    def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource):
+        as_of = date.fromisoformat(context.partition_key)
+        # Incremental only when this run builds the affected customers and the features together.
+        both = {AssetKey("int_customers_affected"), FEATURES_KEY} <= context.selected_asset_keys
+        with duckdb.get_connection() as con:
+            plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
+        context.log.info(plan.describe())
+        events = dbt.cli(dbt_build_args(plan.dbt_vars()), context=context).stream()
+        how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
+        for event in routed(events, context.log.debug):  # dbt's log: the terminal with -v, else the run's debug log
+            if isinstance(event, Output) and event.output_name == FEATURES_KEY.to_python_identifier():
+                event = event.with_metadata({**event.metadata, **how})
+            yield event
+        if FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
+            with duckdb.get_connection() as con:
+                incremental.record(con, as_of)
+                if plan.since:
+                    context.log.info(f"features of {as_of}: {incremental.affected(con):,} customers recomputed")
 
     return dbt_features

@@ -7,14 +7,14 @@
     cast('{{ value }}' as date)
 {%- endmacro %}
 
-{# End of the as-of day: rows with a time before this count. #}
-{% macro cutoff() -%}
-    {{ dbt.dateadd('day', 1, 'cast(' ~ as_of() ~ ' as timestamp)') }}
+{# End of the as-of day (or of `day`, a date expression): rows with a time before this count. #}
+{% macro cutoff(day=none) -%}
+    {{ dbt.dateadd('day', 1, 'cast(' ~ (day or as_of()) ~ ' as timestamp)') }}
 {%- endmacro %}
 
-{# Start of a window of the last n days ending with the as-of day. #}
-{% macro window_start(days) -%}
-    {{ dbt.dateadd('day', 1 - days, 'cast(' ~ as_of() ~ ' as timestamp)') }}
+{# Start of a window of the last n days ending with the as-of day (or with `day`). #}
+{% macro window_start(days, day=none) -%}
+    {{ dbt.dateadd('day', 1 - days, 'cast(' ~ (day or as_of()) ~ ' as timestamp)') }}
 {%- endmacro %}
 
 {# 1 when `ts` lies in the last `days` days up to the cutoff, else 0. #}
@@ -26,14 +26,23 @@
    admits only names of this pattern (ingest/contract.py CUSTOM_NAME); a name that is not is refused here
    too rather than trusted, and every name is escaped by quote_identifier. #}
 {% macro custom_columns(relation, alias) -%}
+    {%- for name in custom_column_names(relation) -%}
+        , {{ alias }}.{{ name }}
+    {%- endfor -%}
+{%- endmacro %}
+
+{# The custom_* column names of `relation`, quoted. #}
+{% macro custom_column_names(relation) -%}
+    {%- set names = [] -%}
     {%- if execute -%}
         {%- for col in adapter.get_columns_in_relation(relation) if col.name.startswith('custom_') -%}
             {%- if not modules.re.fullmatch('custom_[a-z0-9_]{1,57}', col.name) -%}
                 {{ exceptions.raise_compiler_error(relation ~ " has a column whose name is not allowed (custom_ then a-z, 0-9, _): reload the landing folder") }}
             {%- endif -%}
-            , {{ alias }}.{{ quote_identifier(col.name) }}
+            {%- do names.append(quote_identifier(col.name)) -%}
         {%- endfor -%}
     {%- endif -%}
+    {{ return(names) }}
 {%- endmacro %}
 
 {# A double-quoted identifier with embedded quotes doubled (adapter.quote does not escape them). #}

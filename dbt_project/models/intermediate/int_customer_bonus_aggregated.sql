@@ -4,5 +4,5 @@ select
     sum(points) as bonus_balance,
     sum(case when points > 0 then points else 0 end * {{ in_window('occurred_at', 365) }}) as bonus_earned_365d
 from {{ ref('stg_crm__bonus_transactions') }}
-where occurred_at < {{ cutoff() }}
+where occurred_at < {{ cutoff() }} and {{ in_scope('customer_id') }}
 group by customer_id

@@ -9,5 +9,5 @@ select
     sum(case when event_type = 'cart_add' then {{ in_window('occurred_at', 30) }} else 0 end) as cart_adds_30d,
     max(occurred_at) as last_event_at
 from {{ ref('stg_crm__events') }}
-where occurred_at < {{ cutoff() }}
+where occurred_at < {{ cutoff() }} and {{ in_scope('customer_id') }}
 group by customer_id

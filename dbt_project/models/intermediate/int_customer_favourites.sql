@@ -1,6 +1,7 @@
 -- Favourite category and brand (largest line amount) and store (most orders), over completed orders.
 with lines as (
-    select * from {{ ref('int_order_lines_enriched') }} where status = 'completed'
+    select * from {{ ref('int_order_lines_enriched') }}
+    where status = 'completed' and {{ in_scope('customer_id') }}
 ),
 
 {% for dim in ['category', 'brand'] %}
@@ -28,7 +29,7 @@ top_{{ dim }} as (
 by_store as (
     select customer_id, store_id as value, count(*) as weight
     from {{ ref('int_orders_cut') }}
-    where status = 'completed' and store_id is not null
+    where status = 'completed' and store_id is not null and {{ in_scope('customer_id') }}
     group by customer_id, store_id
 ),
 

@@ -1,8 +1,9 @@
 -- Messages sent and engagement; opens, clicks, complaints and unsubscribes count by their own time.
 with messages as (
-    select * from {{ ref('stg_crm__messages') }} where sent_at < {{ cutoff() }}
-       or opened_at < {{ cutoff() }} or clicked_at < {{ cutoff() }}
-       or complained_at < {{ cutoff() }} or unsubscribed_at < {{ cutoff() }}
+    select * from {{ ref('stg_crm__messages') }}
+    where (sent_at < {{ cutoff() }} or opened_at < {{ cutoff() }} or clicked_at < {{ cutoff() }}
+        or complained_at < {{ cutoff() }} or unsubscribed_at < {{ cutoff() }})
+        and {{ in_scope('customer_id') }}
 )
 
 select

@@ -1,6 +1,6 @@
 -- Order statistics per customer as of the as-of day.
 with orders as (
-    select * from {{ ref('int_orders_cut') }}
+    select * from {{ ref('int_orders_cut') }} where {{ in_scope('customer_id') }}
 ),
 
 completed as (

@@ -1,14 +1,15 @@
--- RFM quintile scores: ceil(5 * k / n), k = scored customers whose value is no better (ties share a score).
+{# RFM quintile scores of the customers of `relation` with a completed order, as of the as-of day:
+   ceil(5 * k / n), k = scored customers whose value is no better (ties share a score). `relation` holds
+   customer_id, last_order_date, orders_count and total_amount, one row per customer that exists. #}
+{% macro rfm_scores(relation) -%}
 with scored_base as (
     select
         customer_id,
         {{ dbt.datediff('last_order_date', as_of(), 'day') }} as recency_days,
         orders_count,
         total_amount
-    from {{ ref('int_customer_orders_aggregated') }}
+    from {{ relation }}
     where orders_count > 0
-        -- only customers that exist as of the as-of day are ranked (n counts them alone)
-        and customer_id in (select customer_id from {{ ref('int_customers_registered') }})
 ),
 
 ranked as (
@@ -47,3 +48,4 @@ select
         else 'lost'
     end as rfm_segment
 from scores
+{%- endmacro %}

@@ -1,0 +1,133 @@
+"""Whether a night's features can be built from the stored ones, recomputing only what changed.
+
+A build is incremental (dbt vars `features_since` and `features_rows`, macros/incremental_features.sql)
+when `marts.customer_features` holds an earlier day (or the same one, run again), that day's build is
+recorded in `features.builds` with the same dbt code, and every raw table has only had rows appended
+since (its load `base`, the signature of its last full load, is the same). The build then recomputes the customers of
+`int_customers_affected`: those with a row that crossed the cutoff or a window start between the two
+days, or that was loaded after the stored build (rowid at or past the recorded row count). Anything else
+(a first build, an earlier day, a full reload, new dbt code) is a full build, and the run log says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from acrm_pipelines.settings import DBT_PROJECT_DIR
+
+SCHEMA = "features"
+BUILDS = f"{SCHEMA}.builds"
+DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {BUILDS} (
+        as_of DATE NOT NULL, code VARCHAR NOT NULL, table_name VARCHAR NOT NULL, base VARCHAR, rows BIGINT NOT NULL)""",
+]
+# The raw tables the features read (products only through the order lines: its base alone matters).
+TABLES = ("customers", "orders", "order_lines", "products", "events", "messages", "bonus_transactions")
+AFFECTED = "intermediate.int_customers_affected"
+FEATURES = "marts.customer_features"
+
+
+@dataclass(frozen=True)
+class Plan:
+    as_of: date
+    since: date | None = None  # the stored features' day, when only what changed since is recomputed
+    reason: str = ""  # why the build is a full one
+    rows: dict[str, int] = field(default_factory=dict)  # each raw table's rows at the stored build
+
+    def dbt_vars(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"as_of": self.as_of.isoformat()}
+        if self.since is not None:
+            out |= {"features_since": self.since.isoformat(), "features_rows": self.rows}
+        return out
+
+    def describe(self) -> str:
+        if self.since is None:
+            return f"features of {self.as_of}: a full build ({self.reason})"
+        return f"features of {self.as_of}: the customers whose rows changed since {self.since}"
+
+
+def code_hash() -> str:
+    """The dbt project's models, macros and settings: a change to any of them makes the next build full."""
+    digest = hashlib.sha256()
+    files = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros"):
+        files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
+    for path in files:
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    schema, name = relation.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        ).fetchone()[0]
+    )
+
+
+def _inputs(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]]:
+    """Per raw table: (the base of its load, its rows now); (None, 0) when it is not loaded."""
+    bases: dict[str, str | None] = {}
+    if _exists(con, "raw.loads"):
+        columns = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'loads'"
+            ).fetchall()
+        }
+        if "base" in columns:
+            bases = dict(con.execute("SELECT table_name, base FROM raw.loads").fetchall())
+    out = {}
+    for table in TABLES:
+        rows = con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0] if _exists(con, f"raw.{table}") else 0
+        out[table] = (bases.get(table), int(rows))
+    return out
+
+
+def plan(con: duckdb.DuckDBPyConnection, as_of: date) -> Plan:
+    """How the features of `as_of` are built, from what the file holds."""
+    if not _exists(con, BUILDS) or not _exists(con, FEATURES):
+        return Plan(as_of, reason="no features are stored yet")
+    recorded = con.execute(f"SELECT as_of, code, table_name, base, rows FROM {BUILDS}").fetchall()
+    stored = con.execute(f"SELECT max(as_of) FROM {FEATURES}").fetchone()[0]
+    if not recorded or stored is None or {r[0] for r in recorded} != {stored}:
+        return Plan(as_of, reason=f"the stored features (of {stored}) are not those of a recorded build")
+    if as_of < stored:
+        return Plan(as_of, reason=f"the stored features are of {stored}, a later day")
+    if recorded[0][1] != code_hash():
+        return Plan(as_of, reason="the dbt project changed since the stored build")
+    then = {table: (base, rows) for _, _, table, base, rows in recorded}
+    now = _inputs(con)
+    for table in TABLES:
+        if table not in then:
+            return Plan(as_of, reason=f"raw.{table} was not recorded at the stored build")
+        (base_then, rows_then), (base_now, rows_now) = then[table], now[table]
+        if base_then is None or base_now != base_then or rows_now < rows_then:
+            return Plan(as_of, reason=f"raw.{table} was reloaded in full since the stored build")
+    return Plan(as_of, since=stored, rows={table: then[table][1] for table in TABLES})
+
+
+def record(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
+    """Note the build of `as_of` just made: what the next one compares with."""
+    for statement in DDL:
+        con.execute(statement)
+    now = _inputs(con)
+    con.begin()
+    con.execute(f"DELETE FROM {BUILDS}")
+    con.executemany(
+        f"INSERT INTO {BUILDS} VALUES (?, ?, ?, ?, ?)",
+        [[as_of, code_hash(), table, base, rows] for table, (base, rows) in now.items()],
+    )
+    con.commit()
+
+
+def affected(con: duckdb.DuckDBPyConnection) -> int:
+    """The customers the last incremental build recomputed."""
+    return int(con.execute(f"SELECT count(*) FROM {AFFECTED}").fetchone()[0]) if _exists(con, AFFECTED) else 0

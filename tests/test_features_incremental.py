@@ -1,0 +1,156 @@
+"""A night's features built from the stored ones equal the same day built in full on a fresh file.
+
+The incremental build recomputes only the customers a new row or the date change can affect
+(features/incremental.py, int_customers_affected); here the rows that land after the first day include
+late ones, dated long before it, which only the load record (rowid past the stored build's row count)
+finds. Each build is compared, every column of every customer, with a full build of the same landing
+folder on a fresh DuckDB file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from dagster import AssetKey, DagsterInstance
+
+from acrm_pipelines.features.incremental import plan
+from tests.conftest import DEMO_END, make_settings, run_pipeline
+
+DAY1 = DEMO_END - timedelta(days=2)
+DAY2 = DAY1 + timedelta(days=1)
+NIGHT_FILE = "part-99000-night.csv"
+
+
+def _features(path: Path) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT * FROM marts.customer_features ORDER BY customer_id").df()
+
+
+def _build_of(instance: DagsterInstance) -> tuple[str, str]:
+    event = instance.get_latest_materialization_event(AssetKey("customer_features"))
+    metadata = event.asset_materialization.metadata
+    return metadata["build"].value, metadata["built_from"].value
+
+
+def _land(landing: Path, table: str, rows: list[dict]) -> None:
+    pd.DataFrame(rows).to_csv(landing / table / NIGHT_FILE, index=False)
+
+
+def _late_rows(landing: Path) -> dict[str, str]:
+    """A night's files whose rows are dated before DAY1 (found only as loaded after the stored build), and
+    one of today. Returns what each row is about, by customer."""
+    _land(
+        landing,
+        "customers",
+        [{"customer_id": "CLATE0001", "first_name": "Late", "registered_at": "2025-06-01 10:00:00"}],
+    )
+    _land(
+        landing,
+        "orders",
+        [
+            {"order_id": "OLATE01", "customer_id": "C00000010", "ordered_at": "2025-01-05 12:00:00",
+             "total_amount": 777.00, "status": "completed", "store_id": "S99", "channel": "web"},
+            {"order_id": "OLATE02", "customer_id": "CLATE0001", "ordered_at": "2025-07-01 12:00:00",
+             "total_amount": 50.00, "status": "completed", "store_id": "S01", "channel": "app"},
+            {"order_id": "OTODAY1", "customer_id": "C00000011", "ordered_at": f"{DAY2} 09:00:00",
+             "total_amount": 10.00, "status": "completed", "store_id": "S01", "channel": "app"},
+        ],
+    )  # fmt: skip
+    _land(
+        landing,
+        "order_lines",
+        [
+            {"order_id": "OLATE01", "product_id": "P000001", "quantity": 1, "price": 777.00},
+            {"order_id": "OLATE02", "product_id": "P000002", "quantity": 1, "price": 50.00},
+            {"order_id": "OTODAY1", "product_id": "P000003", "quantity": 1, "price": 10.00},
+        ],
+    )
+    _land(
+        landing,
+        "bonus_transactions",
+        [{"customer_id": "C00000030", "occurred_at": "2024-01-01 08:00:00", "points": 5000, "reason": "late"}],
+    )
+    _land(
+        landing,
+        "events",
+        [{"customer_id": "C00000050", "occurred_at": f"{DAY1} 08:00:00", "event_type": "site_visit", "channel": "web"}],
+    )
+    _land(
+        landing,
+        "messages",
+        [{"message_id": "MLATE000001", "customer_id": "C00000040", "campaign_id": "late", "channel": "email",
+          "sent_at": f"{DAY1 - timedelta(days=3)} 10:00:00", "opened_at": f"{DAY1} 11:00:00",
+          "unsubscribed_at": f"{DAY1} 11:05:00"}],
+    )  # fmt: skip
+    return {
+        "C00000010": "a completed order a year before, its line",
+        "CLATE0001": "a customer registered before DAY1, and their order",
+        "C00000030": "a bonus row of 2024",
+        "C00000040": "an e-mail opened and unsubscribed on DAY1",
+        "C00000050": "a visit on DAY1",
+    }
+
+
+def test_a_night_built_from_the_stored_features_equals_a_full_build(demo_landing: Path, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_landing, landing)
+    settings, instance = make_settings(tmp_path / "nightly", landing), DagsterInstance.ephemeral()
+    run_pipeline(settings, DAY1.isoformat(), instance)
+    assert _build_of(instance) == ("full", "no features are stored yet")
+    day1 = _features(settings.duckdb_path).set_index("customer_id")
+
+    late = _late_rows(landing)
+    run_pipeline(settings, DAY2.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(DAY1))
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        recomputed = {
+            r[0] for r in con.execute("SELECT customer_id FROM intermediate.int_customers_affected").fetchall()
+        }
+    assert set(late) <= recomputed, set(late) - recomputed
+    assert len(recomputed) < 0.5 * len(day1)  # most customers were kept, not recomputed
+
+    fresh = make_settings(tmp_path / "full", landing)
+    run_pipeline(fresh, DAY2.isoformat())
+    nightly, full = _features(settings.duckdb_path), _features(fresh.duckdb_path)
+    pd.testing.assert_frame_equal(nightly, full, obj=f"features of {DAY2}")
+    # The late rows changed what they are about (so a build that missed them would have differed above).
+    changed = full.set_index("customer_id")
+    assert changed.loc["C00000010", "total_amount"] > day1.loc["C00000010", "total_amount"]
+    assert changed.loc["C00000030", "bonus_balance"] == day1.loc["C00000030", "bonus_balance"] + 5000
+    assert changed.loc["C00000040", "unsubscribed_email"] and not day1.loc["C00000040", "unsubscribed_email"]
+    assert "CLATE0001" in changed.index and "CLATE0001" not in day1.index
+
+    # The same day again, with another appended file: incremental from itself, still equal to full.
+    pd.DataFrame(
+        [{"customer_id": "C00000060", "occurred_at": "2023-03-03 08:00:00", "points": -1, "reason": "late again"}]
+    ).to_csv(landing / "bonus_transactions" / "part-99001-again.csv", index=False)
+    run_pipeline(settings, DAY2.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(DAY2))
+    again = make_settings(tmp_path / "full-again", landing)
+    run_pipeline(again, DAY2.isoformat())
+    pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="re-run")
+
+
+def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(demo_landing: Path, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_landing, landing)
+    settings, instance = make_settings(tmp_path / "db", landing), DagsterInstance.ephemeral()
+    run_pipeline(settings, DAY2.isoformat(), instance)
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert plan(con, DAY1).reason == f"the stored features are of {DAY2}, a later day"
+        assert plan(con, DAY2 + timedelta(days=1)).since == DAY2
+
+    # A loaded file rewritten (an order's amount changed): the loader reloads the table in full.
+    orders = landing / "orders" / "part-00000.csv"
+    frame = pd.read_csv(orders, dtype=str, keep_default_na=False)
+    frame.loc[0, "total_amount"] = "1.00"
+    frame.to_csv(orders, index=False)
+    run_pipeline(settings, (DAY2 + timedelta(days=1)).isoformat(), instance)
+    assert _build_of(instance) == ("full", "raw.orders was reloaded in full since the stored build")
+    fresh = make_settings(tmp_path / "fresh", landing)
+    run_pipeline(fresh, (DAY2 + timedelta(days=1)).isoformat())
+    pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(fresh.duckdb_path))
