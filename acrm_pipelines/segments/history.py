@@ -450,15 +450,23 @@ def _memberships(con: duckdb.DuckDBPyConnection, days: dict[str, date | None], s
     out = {}
     for k, (key, _) in enumerate(known):
         s, c = snap_rows[k], last_rows[k]
-        member = np.zeros(size, dtype=bool)
+        w, single = s[is_word[s]], s[~is_word[s]]
         has_arms = bool((snap_arm[s] >= 0).any() or (last_arm[c] >= 0).any())
-        codes = np.full(size, -1, dtype=np.int32) if has_arms else None
-        w = s[is_word[s]]
-        rows, cols = np.nonzero(np.unpackbits(words[w].astype(">u8").view(np.uint8).reshape(-1, 8), axis=1))
-        for at, arm in ((pos[w][rows] + cols, snap_arm[w][rows]), (pos[s[~is_word[s]]], snap_arm[s[~is_word[s]]])):
-            member[at] = True
-            if codes is not None:
-                codes[at] = arm
+        # The words are the bitset itself (most significant bit first, at a multiple of 64): placed, not
+        # expanded. The arms of a word share its position, so they are or-ed.
+        placed = np.zeros((size + snapshots.WORD - 1) // snapshots.WORD, dtype=np.uint64)
+        if has_arms:
+            np.bitwise_or.at(placed, pos[w] // snapshots.WORD, words[w])
+        else:
+            placed[pos[w] // snapshots.WORD] = words[w]
+        member = np.unpackbits(placed.astype(">u8").view(np.uint8), count=size).view(bool)
+        member[pos[single]] = True
+        codes = None
+        if has_arms:  # each member's arm: the words expanded (segments with arms only)
+            codes = np.full(size, -1, dtype=np.int32)
+            rows, cols = np.nonzero(np.unpackbits(words[w].astype(">u8").view(np.uint8).reshape(-1, 8), axis=1))
+            codes[pos[w][rows] + cols] = snap_arm[w][rows]
+            codes[pos[single]] = snap_arm[single]
         member[idx[c][gone[c]]] = False
         member[idx[c][~gone[c]]] = True
         if codes is not None:  # the latest arm that is not null (coalesce over the snapshot's)
