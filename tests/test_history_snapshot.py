@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from acrm_pipelines.segments import snapshots
 from acrm_pipelines.segments.evaluate import evaluate
-from acrm_pipelines.segments.history import MEMBERS_ON_DAYS, members_at, record, segments_of
+from acrm_pipelines.segments.history import members_at, members_sql, record, segments_of
 from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\
@@ -158,7 +158,7 @@ def _read_all(con, keys, days) -> dict:
             "CREATE OR REPLACE TEMP TABLE _acrm_days AS SELECT unnest(?::VARCHAR[]) AS segment_key, ?::DATE AS day",
             [list(keys), day],
         )
-        rows = con.execute(MEMBERS_ON_DAYS).fetchall()
+        rows = con.execute(members_sql("SELECT segment_key, day FROM _acrm_days")).fetchall()
         for key in keys:
             out[("members_on_days", key, day)] = {c: a for k, c, a in rows if k == key}
         con.execute("DROP TABLE _acrm_days")

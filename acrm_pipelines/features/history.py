@@ -29,7 +29,7 @@ class Features:
     day: date  # the built day it holds: the latest one on or before the day asked for
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
@@ -39,14 +39,14 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
 
 def built_days(con: duckdb.DuckDBPyConnection) -> list[date]:
     """Every day whose features were built, oldest first (empty before the first build)."""
-    if not _exists(con, "marts", "customer_features_dates"):
+    if not table_exists(con, "marts", "customer_features_dates"):
         return []
     return [row[0] for row in con.execute(f"SELECT as_of FROM {DATES} ORDER BY as_of").fetchall()]
 
 
 def current_day(con: duckdb.DuckDBPyConnection) -> date | None:
     """The day `marts.customer_features` is for (None before the first build)."""
-    if not _exists(con, *CURRENT):
+    if not table_exists(con, *CURRENT):
         return None
     return con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from acrm_pipelines.features.history import table_exists
 from acrm_pipelines.settings import DBT_PROJECT_DIR
 
 SCHEMA = "features"
@@ -64,12 +65,7 @@ def code_hash() -> str:
 
 
 def _exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
-    schema, name = relation.split(".")
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
-    )
+    return table_exists(con, *relation.split("."))
 
 
 def _inputs(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]]:

@@ -105,10 +105,6 @@ def segment_members_sql(source: str = snapshots.TABLE) -> str:
     return members_sql("SELECT ?::VARCHAR AS segment_key, ?::DATE AS day", source=source)
 
 
-# Members on a day, per segment in a temp table `_acrm_days (segment_key, day)`.
-MEMBERS_ON_DAYS = members_sql("SELECT segment_key, day FROM _acrm_days")
-
-
 @dataclass(frozen=True)
 class Recorded:
     key: str
