@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
 from acrm_pipelines.features.incremental import plan
 from tests.conftest import DEMO_END, make_settings, run_pipeline
@@ -133,6 +133,32 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(demo_landing
     again = make_settings(tmp_path / "full-again", landing)
     run_pipeline(again, DAY2.isoformat())
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="re-run")
+    assert all("not_run" not in m for m in _checks_of_last_run(instance, STAGING_CHECK))  # rows were added: run
+
+    # And again with no new file (a backfill's later days): the staging tests are not run again, and say so.
+    run_pipeline(settings, DAY2.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(DAY2))
+    (skipped,) = _checks_of_last_run(instance, STAGING_CHECK)  # once: ours, not also dbt's
+    assert skipped["not_run"].startswith(f"not run: no raw row was added since the build of {DAY2}")
+    (ran,) = _checks_of_last_run(instance, MART_CHECK)
+    assert "not_run" not in ran
+    pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="no new rows")
+
+
+STAGING_CHECK = AssetCheckKey(AssetKey("stg_crm__orders"), "unique_stg_crm__orders_order_id")
+MART_CHECK = AssetCheckKey(AssetKey("customer_features"), "unique_customer_features_customer_id")
+
+
+def _checks_of_last_run(instance: DagsterInstance, key: AssetCheckKey) -> list[dict]:
+    """The metadata of each evaluation of `key` in the latest run (as plain values)."""
+    run_id = instance.get_runs(limit=1)[0].run_id
+    out = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        if evaluation.asset_check_key == key:
+            assert evaluation.passed, key
+            out.append({k: v.value for k, v in evaluation.metadata.items()})
+    return out
 
 
 def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(demo_landing: Path, tmp_path: Path) -> None:

@@ -9,12 +9,14 @@ before that day, through every reader.
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from acrm_pipelines.segments import snapshots
 from acrm_pipelines.segments.evaluate import evaluate
@@ -165,7 +167,10 @@ def _read_all(con, keys, days) -> dict:
     return out
 
 
-def test_random_order_with_reruns_reads_back_what_was_recorded_last(tmp_path: Path) -> None:
+@pytest.mark.parametrize("states", ["kept", "dropped"])
+def test_random_order_with_reruns_reads_back_what_was_recorded_last(tmp_path: Path, states: str) -> None:
+    """`kept`: the dates around each recording mostly come from the kept states (state.py); `dropped`: the
+    state files are removed before each recording, so every date around it is rebuilt from the changelog."""
     text = SEGMENTS + "---\nkey: by_amount\nfrom: {union: [few]}\nsplit: {by_field: total_amount}\n"
     keys = [*KEYS, "by_amount"]
     days = [D1 + timedelta(days=i) for i in range(6)]
@@ -181,6 +186,8 @@ def test_random_order_with_reruns_reads_back_what_was_recorded_last(tmp_path: Pa
             # Customers come and go; amounts move (so members enter, exit and change arm).
             first, last = rng.randrange(0, 60), rng.randrange(200, 320)
             amounts = {f"c{i:03d}": rng.choice([rng.randrange(0, 1000), 995, 999]) for i in range(first, last)}
+            if states == "dropped":
+                shutil.rmtree(folder / "db.duckdb.segment-state", ignore_errors=True)
             evaluation = _record(con, segments, day, amounts, keys)
             recorded[day] = {k: _reference(evaluation, k) for k in keys}
 

@@ -167,3 +167,65 @@ def test_backfill_that_removes_every_change_of_the_next_day(setup) -> None:
     d3 = con.execute("SELECT entered, exited FROM segments.evaluations WHERE segment_key='big' AND as_of=?", [D3])
     assert d3.fetchone() == (0, 0)
     assert members(con, "big", D3) == {"c1", "c2"}
+
+
+def test_states_kept_are_the_days_the_next_recording_needs(setup) -> None:
+    """Nightly: only the latest day's state. A backfill going forward before recorded days: the latest, the
+    day just recorded and its next recorded day (which the backfill's next day diffs against)."""
+    con, segments = setup
+
+    def kept() -> set[tuple[str, date]]:
+        return set(con.execute("SELECT segment_key, as_of FROM segments.state_days").fetchall())
+
+    day = {n: date(2024, 3, n) for n in range(1, 9)}
+    for n in (5, 6, 7):
+        run(con, segments, day[n], {"c1": 150, "c2": 50 + 20 * n})
+    assert kept() == {("big", day[7]), ("ab", day[7])}
+    run(con, segments, day[2], {"c1": 150})
+    assert kept() == {(k, d) for k in ("big", "ab") for d in (day[2], day[5], day[7])}
+    run(con, segments, day[3], {"c1": 10})
+    assert kept() == {(k, d) for k in ("big", "ab") for d in (day[3], day[5], day[7])}
+    run(con, segments, day[8], {"c2": 150})
+    assert kept() == {("big", day[8]), ("ab", day[8])}
+    # Every file on disk is one a kept state points at.
+    files = {
+        f.name
+        for f in (
+            Path(
+                con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[
+                    0
+                ]
+                + ".segment-state"
+            )
+        ).glob("*.npy")
+    }
+    used = {
+        f
+        for (f,) in con.execute(
+            "SELECT file FROM segments.state_days UNION "
+            "SELECT arm_file FROM segments.state_days WHERE arm_file IS NOT NULL"
+        ).fetchall()
+    }
+    assert files == used
+    assert members(con, "big", day[3]) == set() and members(con, "big", day[5]) == {"c1", "c2"}  # 50 + 20 * 5
+
+
+def test_the_states_of_the_one_state_version_carry_over(setup, monkeypatch) -> None:
+    """A file from the versions that kept one state a segment (`segments.state_files`): its states move to
+    `segments.state_days`, and the next night diffs against them without rebuilding the day before."""
+    from acrm_pipelines.segments import history
+
+    con, segments = setup
+    run(con, segments, D1, {"c1": 150, "c2": 50})
+    run(con, segments, D2, {"c1": 150, "c2": 120})
+    con.execute("ALTER TABLE segments.state_days RENAME TO state_files")
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the day before was rebuilt from the changelog")
+
+    monkeypatch.setattr(history, "_memberships", rebuilt)
+    r3 = run(con, segments, D3, {"c2": 120, "c3": 300})
+    assert (r3["big"].size, r3["big"].entered, r3["big"].exited) == (2, 1, 1)  # +c3 -c1
+    assert members(con, "big", D3) == {"c2", "c3"}
+    tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "state_files" not in tables and "state_days" in tables

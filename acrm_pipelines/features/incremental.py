@@ -31,6 +31,7 @@ DDL = [
 # The raw tables the features read (products only through the order lines: its base alone matters).
 TABLES = ("customers", "orders", "order_lines", "products", "events", "messages", "bonus_transactions")
 AFFECTED = "intermediate.int_customers_affected"
+RAW_TESTS = "resource_type:test,path:models/staging"  # the tests on the staging views, over raw rows only
 FEATURES = "marts.customer_features"
 
 
@@ -40,12 +41,21 @@ class Plan:
     since: date | None = None  # the stored features' day, when only what changed since is recomputed
     reason: str = ""  # why the build is a full one
     rows: dict[str, int] = field(default_factory=dict)  # each raw table's rows at the stored build
+    raw_unchanged: bool = False  # incremental, and not one raw row added since the stored build
 
     def dbt_vars(self) -> dict[str, Any]:
         out: dict[str, Any] = {"as_of": self.as_of.isoformat()}
         if self.since is not None:
             out |= {"features_since": self.since.isoformat(), "features_rows": self.rows}
         return out
+
+    def excluded(self) -> list[str]:
+        """What the build leaves out, as dbt selectors: tests whose result cannot differ from the stored build's,
+        which ran them and passed (a build that fails a test is not recorded). Incremental: the dbt code is the
+        same, so the unit tests; and with no raw row added, the staging tests, which read nothing else."""
+        if self.since is None:
+            return []
+        return ["resource_type:unit_test"] + ([RAW_TESTS] if self.raw_unchanged else [])
 
     def describe(self) -> str:
         if self.since is None:
@@ -107,7 +117,8 @@ def plan(con: duckdb.DuckDBPyConnection, as_of: date) -> Plan:
         (base_then, rows_then), (base_now, rows_now) = then[table], now[table]
         if base_then is None or base_now != base_then or rows_now < rows_then:
             return Plan(as_of, reason=f"raw.{table} was reloaded in full since the stored build")
-    return Plan(as_of, since=stored, rows={table: then[table][1] for table in TABLES})
+    unchanged = all(now[table][1] == then[table][1] for table in TABLES)
+    return Plan(as_of, since=stored, rows={table: then[table][1] for table in TABLES}, raw_unchanged=unchanged)
 
 
 def record(con: duckdb.DuckDBPyConnection, as_of: date) -> None:

@@ -34,7 +34,7 @@ from acrm_pipelines.ingest.contract import (
     Column,
     TableSpec,
 )
-from acrm_pipelines.ingest.phones import normalise_phone
+from acrm_pipelines.ingest.phones import normalise_phones
 from acrm_pipelines.ingest.sql import ident, lit, table
 from acrm_pipelines.settings import Settings
 
@@ -517,7 +517,7 @@ def _phone_map(con: duckdb.DuckDBPyConnection, classified: str, default_region: 
         "WHERE _reason IS NULL AND phone IS NOT NULL"
     ).fetchall()
     names = ("phone", "region", "phone_e164", "phone_region", "phone_timezone", "phone_carrier")
-    rows = [(raw, region, *normalise_phone(raw, region)) for raw, region in pairs]
+    rows = [(raw, region, *phone) for (raw, region), phone in zip(pairs, normalise_phones(pairs), strict=True)]
     # An Arrow table, not executemany: that took ~0.9 ms a row (15 minutes for a million phones).
     phones = pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})  # noqa: F841
     con.execute("CREATE OR REPLACE TEMP TABLE _acrm_phones AS SELECT * FROM phones")

@@ -16,7 +16,9 @@ Recording a segment's first date writes its snapshot. Recording the day after th
 nightly case) diffs bitsets against the last membership kept as bits over the customer index (state.py),
 and only appends the changes. Recording any other date (a backfill, a re-run) rewrites the changes on
 that date and on the next evaluated date (or, for a date before the first one, moves the snapshot to it
-and turns the old first date into changes), so every other date keeps the membership it had.
+and turns the old first date into changes), so every other date keeps the membership it had. The
+memberships of the dates around it come from the states kept (state.py) when there, else are rebuilt from
+the snapshot and the changes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import duckdb
@@ -156,21 +158,24 @@ def _record(
     d = evaluation.as_of
     space = _index_space(con, evaluation)
     bounds = _bounds(con, keys, d)
-    stored = state.dates(con)
-    latest = [k for k in keys if bounds[k][1] is None and not bounds[k][2] and stored.get(k) == bounds[k][0]]
-    states = state.load(con, [k for k in latest if bounds[k][0] is not None])
-    # The day after the state (or a first day): a diff of bits. A missing or damaged state: the general path.
-    fast = [k for k in latest if k in states or bounds[k][0] is None]
+    kept = state.days(con, keys)
+    # The states of the dates around d that are kept (a missing or damaged one is rebuilt from the changelog).
+    before = state.load(con, {k: bounds[k][0] for k in keys if bounds[k][0] in kept[k]})
+    after = state.load(con, {k: bounds[k][1] for k in keys if bounds[k][1] in kept[k]})
+    # The latest date, d new and the day before's state there (or a first day): a diff of bits, appended.
+    latest = [k for k in keys if bounds[k][1] is None and not bounds[k][2]]
+    fast = [k for k in latest if k in before or bounds[k][0] is None]
     fast_keys = set(fast)
     general = [k for k in keys if k not in fast_keys]
     first = [k for k in fast if bounds[k][0] is None]  # never evaluated: the snapshot
     nightly = [k for k in fast if bounds[k][0] is not None]
     counts = _record_first(con, evaluation, first, space) if first else {}
     if nightly:
-        counts |= _record_forward(con, evaluation, nightly, space, states)
+        counts |= _record_forward(con, evaluation, nightly, space, before)
     if general:
-        counts |= _record_general(con, evaluation, general, bounds, space)
-    _save_states(con, evaluation, [k for k in keys if bounds[k][1] is None], space)
+        counts |= _record_general(con, evaluation, general, bounds, space, (before, after))
+    _save_states(con, evaluation, keys, space)
+    state.retain(con, {k: {d} | ({bounds[k][1]} if bounds[k][1] else set()) for k in keys})
     now = datetime.now().replace(microsecond=0)
     out: dict[str, Recorded] = {}
     for key in keys:
@@ -207,13 +212,36 @@ class _Space:
     row_index: np.ndarray
     size: int
     identity: bool  # row i is customer index i: bitsets need no re-mapping
+    placed: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: pa.Array | None = None  # customer_id by index
+    inverse: np.ndarray | None = None
+
+    def bits_of(self, evaluation: Evaluation, key: str) -> np.ndarray:
+        """A segment's bits over the index, placed once (a recording reads them up to three times)."""
+        if self.identity:
+            return evaluation.bits[key]
+        if key not in self.placed:
+            self.placed[key] = self.to_index(evaluation.bits[key], evaluation.n)
+        return self.placed[key]
+
+    def ids_of(self, con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> pa.Array:
+        """customer_id by index, so that change rows need no join (read once when rows are not the index)."""
+        if self.identity:
+            return evaluation.ids
+        if self.ids is None:
+            by_index = con.sql(f"SELECT customer_id FROM {SCHEMA}.customer_index ORDER BY idx").to_arrow_table()
+            self.ids = by_index.column(0).combine_chunks()
+        return self.ids
 
     def to_index(self, bits: np.ndarray, n: int) -> np.ndarray:
         if self.identity:
             return bits
-        mask = np.zeros(self.size, dtype=bool)
-        mask[self.row_index[np.unpackbits(bits, count=n).view(bool)]] = True
-        return np.packbits(mask)
+        if self.inverse is None:  # index -> row, or n (a bit that is never set) for customers not evaluated
+            self.inverse = np.full(self.size, n, dtype=np.int32 if n < 2**31 else np.int64)
+            self.inverse[self.row_index] = np.arange(n)
+        member = np.zeros(n + 1, dtype=bool)
+        member[:n] = np.unpackbits(bits, count=n).view(bool)
+        return np.packbits(member[self.inverse])  # a gather: twice as fast as scattering the members
 
     def codes_to_index(self, codes: np.ndarray) -> np.ndarray:
         if self.identity:
@@ -227,7 +255,7 @@ def _index_space(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> _Spa
     """Give customers new to the index the next numbers (in the evaluation's row order)."""
     row_index = evaluation.row_index.copy()
     new_rows = np.flatnonzero(row_index < 0)
-    first = con.execute(f"SELECT coalesce(max(idx) + 1, 0) FROM {SCHEMA}.customer_index").fetchone()[0]
+    first = con.execute(f"SELECT coalesce(max(idx) + 1, 0) FROM {SCHEMA}.customer_index").fetchall()[0][0]
     if len(new_rows):
         row_index[new_rows] = first + np.arange(len(new_rows))
         fresh = pa.table(  # noqa: F841 - read by DuckDB through the variable name
@@ -253,8 +281,8 @@ def _bounds(con: duckdb.DuckDBPyConnection, keys: Sequence[str], d: date) -> dic
 
 
 def _save_states(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space) -> None:
-    """Keep the latest membership of each key as bits over the customer index, for the next day's diff."""
-    bits = {key: space.to_index(evaluation.bits[key], evaluation.n) for key in keys}
+    """Keep the membership of each key on this date as bits over the customer index, for the next diffs."""
+    bits = {key: space.bits_of(evaluation, key) for key in keys}
     arms = {
         key: (evaluation.arm_names[key], space.codes_to_index(evaluation.arm_codes[key]).astype(np.int32))
         for key in keys
@@ -272,7 +300,7 @@ def _record_first(
     """Write the snapshot of `keys` on `evaluation.as_of` (everyone enters: entered = size, exited = 0)."""
     writer = snapshots.Writer(con, evaluation.as_of)
     for key in sorted(keys):  # by key, so that a read of one segment skips the others' row groups
-        bits = space.to_index(evaluation.bits[key], evaluation.n)
+        bits = space.bits_of(evaluation, key)
         if key in evaluation.arm_codes:
             codes = space.codes_to_index(evaluation.arm_codes[key])
             writer.add_arms(key, bits, evaluation.arm_names[key], codes)
@@ -305,9 +333,9 @@ class _Appender:
 
     CHUNK = 5_000_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, ids: pa.Array | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, ids: pa.Array):
         self.con, self.d = con, d
-        self.ids = ids  # customer_id by index when the evaluation covers the whole index: no join needed
+        self.ids = ids  # customer_id by index (_Space.ids_of): no join needed
         self.parts: list[tuple[str, np.ndarray, np.ndarray | None, str]] = []
         self.rows = 0
 
@@ -333,21 +361,12 @@ class _Appender:
             }
         )
         # Appended in segment order, so that a scan for one segment skips the other segments' row groups.
-        if self.ids is not None:  # the parts are in segment order already; ids by index need no join
-            changes = changes.append_column("customer_id", self.ids.take(pa.array(idx)))
-            self.con.execute(
-                f"""INSERT INTO {SCHEMA}.changes
-                SELECT segment_key::VARCHAR, customer_id, ?, kind::VARCHAR, arm FROM changes""",
-                [self.d],
-            )
-        else:
-            self.con.execute(
-                f"""INSERT INTO {SCHEMA}.changes
-                SELECT x.segment_key::VARCHAR, i.customer_id, ?, x.kind::VARCHAR, x.arm
-                FROM changes x JOIN {SCHEMA}.customer_index i USING (idx)
-                ORDER BY 1, 2""",
-                [self.d],
-            )
+        changes = changes.append_column("customer_id", self.ids.take(pa.array(idx)))
+        self.con.execute(
+            f"""INSERT INTO {SCHEMA}.changes
+            SELECT segment_key::VARCHAR, customer_id, ?, kind::VARCHAR, arm FROM changes""",
+            [self.d],
+        )
         self.parts, self.rows = [], 0
 
 
@@ -366,10 +385,18 @@ def _empty(nbytes: int) -> _Members:
 
 
 def _now(evaluation: Evaluation, key: str, space: _Space, nbytes: int) -> _Members:
-    bits = _pad(space.to_index(evaluation.bits[key], evaluation.n), nbytes)
+    bits = _pad(space.bits_of(evaluation, key), nbytes)
     if key not in evaluation.arm_codes:
         return _Members(bits, [], None)
     return _Members(bits, list(evaluation.arm_names[key]), space.codes_to_index(evaluation.arm_codes[key]))
+
+
+def _kept(kept: state.State, nbytes: int) -> _Members:
+    """A kept state over the index as it is now (customers added to the index since are not members)."""
+    bits, names, codes = kept
+    if codes is not None and len(codes) < nbytes * 8:
+        codes = np.concatenate([codes, np.full(nbytes * 8 - len(codes), -1, dtype=np.int32)])
+    return _Members(_pad(bits, nbytes), names, codes)
 
 
 def _diff(appender: _Appender, key: str, prev: _Members, cur: _Members) -> tuple[int, int]:
@@ -391,14 +418,11 @@ def _diff(appender: _Appender, key: str, prev: _Members, cur: _Members) -> tuple
 def _record_forward(
     con: duckdb.DuckDBPyConnection, evaluation: Evaluation, keys: Sequence[str], space: _Space, states: dict
 ) -> dict[str, tuple[int, int]]:
-    appender = _Appender(con, evaluation.as_of, evaluation.ids if space.identity else None)
+    appender = _Appender(con, evaluation.as_of, space.ids_of(con, evaluation))
     nbytes = (space.size + 7) // 8
     counts: dict[str, tuple[int, int]] = {}
     for key in keys:
-        bits, names, codes = states[key]
-        counts[key] = _diff(
-            appender, key, _Members(_pad(bits, nbytes), names, codes), _now(evaluation, key, space, nbytes)
-        )
+        counts[key] = _diff(appender, key, _kept(states[key], nbytes), _now(evaluation, key, space, nbytes))
     appender.flush()
     return counts
 
@@ -502,12 +526,34 @@ def _record_general(
     keys: Sequence[str],
     bounds: dict[str, tuple],
     space: _Space,
+    kept: tuple[dict[str, state.State], dict[str, state.State]],
 ) -> dict[str, tuple[int, int]]:
     counts: dict[str, tuple[int, int]] = {}
     ordered = sorted(keys)
     for start in range(0, len(ordered), GENERAL_CHUNK):
-        counts |= _rewrite(con, evaluation, ordered[start : start + GENERAL_CHUNK], bounds, space)
+        counts |= _rewrite(con, evaluation, ordered[start : start + GENERAL_CHUNK], bounds, space, kept)
     return counts
+
+
+def _around(
+    con: duckdb.DuckDBPyConnection,
+    keys: Sequence[str],
+    days: dict[str, date | None],
+    kept: dict[str, state.State],
+    size: int,
+) -> dict[str, _Members]:
+    """The membership of each key on its day: its kept state, else rebuilt from the changelog."""
+    nbytes = (size + 7) // 8
+    out = {k: _kept(kept[k], nbytes) for k in keys if days[k] is not None and k in kept}
+    return out | _memberships(con, {k: days[k] for k in keys if k not in out}, size)
+
+
+def _keep_rebuilt(con: duckdb.DuckDBPyConnection, days: dict[str, date], members: dict[str, _Members]) -> None:
+    """Keep the rebuilt memberships of the next dates as states: a backfill's next day needs them again."""
+    for day in set(days.values()):
+        keys = [k for k, d in days.items() if d == day]
+        arms = {k: (members[k].names, members[k].codes) for k in keys if members[k].codes is not None}
+        state.save(con, day, {k: members[k].bits for k in keys}, arms)
 
 
 def _rewrite(
@@ -516,10 +562,12 @@ def _rewrite(
     keys: Sequence[str],
     bounds: dict[str, tuple],
     space: _Space,
+    kept: tuple[dict[str, state.State], dict[str, state.State]],
 ) -> dict[str, tuple[int, int]]:
     d, nbytes = evaluation.as_of, (space.size + 7) // 8
-    before = _memberships(con, {k: bounds[k][0] for k in keys}, space.size)
-    later = _memberships(con, {k: bounds[k][1] for k in keys}, space.size)  # before anything changes
+    before = _around(con, keys, {k: bounds[k][0] for k in keys}, kept[0], space.size)
+    later = _around(con, keys, {k: bounds[k][1] for k in keys}, kept[1], space.size)  # before anything changes
+    _keep_rebuilt(con, {k: bounds[k][1] for k in later if k not in kept[1]}, later)
     nexts = [(k, bounds[k][1]) for k in keys if bounds[k][1] is not None]
     con.execute(f"DELETE FROM {SCHEMA}.changes WHERE as_of = ? AND {IN_KEYS}", [d, list(keys)])
     if nexts:  # the next date now changes from d's membership, not from the old one
@@ -533,7 +581,7 @@ def _rewrite(
     if first:  # the snapshot moves to d (from d itself, or from the next date, which becomes changes below)
         con.execute(f"DELETE FROM {snapshots.TABLE} WHERE {IN_KEYS}", [first])
         _record_first(con, evaluation, first, space)
-    ids = evaluation.ids if space.identity else None
+    ids = space.ids_of(con, evaluation)
     today, appenders = _Appender(con, d, ids), {}
     counts, next_counts = {}, []
     for key in keys:
