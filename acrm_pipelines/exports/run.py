@@ -51,17 +51,28 @@ class ExportResult:
     seconds: float = 0.0
 
 
-def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> pa.Table:
-    """(customer_id, row as exported as JSON) for what the destination held before `as_of`. A re-run of a
-    date sees the same starting point: runs for earlier dates delivered after this date first was (a
+def _held_sql(select: str) -> str:
+    """What the destination held before a date, per customer (params: key, as_of, key, as_of). A re-run of
+    a date sees the same starting point: runs for earlier dates delivered after this date first was (a
     backfill sent later) are left out."""
-    ensure_log(con)
-    return con.sql(
-        f"""SELECT customer_id, arg_max(row, as_of)::VARCHAR AS row FROM {LOG}.audience_changes c
+    return f"""SELECT customer_id{select} FROM {LOG}.audience_changes c
         LEFT JOIN {FIRST_DELIVERED} f USING (export_key, as_of)
-        WHERE c.export_key = ? AND c.as_of < ?
-            AND {DELIVERED_BEFORE}
-        GROUP BY 1 HAVING arg_max(kind, as_of) = 'add' ORDER BY 1""",
+        WHERE c.export_key = ? AND c.as_of < ? AND {DELIVERED_BEFORE}
+        GROUP BY 1 HAVING arg_max(kind, as_of) = 'add'"""
+
+
+def held_before(con: duckdb.DuckDBPyConnection, key: str, as_of: date) -> pa.Table:
+    """The customer ids the destination held before `as_of` (see `_held_sql`)."""
+    ensure_log(con)
+    return con.sql(_held_sql(""), params=[key, as_of, key, as_of]).to_arrow_table()
+
+
+def held_rows(con: duckdb.DuckDBPyConnection, key: str, as_of: date, ids: pa.Table) -> pa.Table:
+    """(customer_id, row as exported, as JSON) of the held customers among `ids`: only removals need the
+    rows, so only theirs are read (at millions of holders, the JSON of all was most of a delta's time)."""
+    return con.sql(
+        f"""SELECT * FROM ({_held_sql(", arg_max(row, as_of)::VARCHAR AS row")})
+        WHERE customer_id IN (SELECT customer_id FROM ids) ORDER BY 1""",
         params=[key, as_of, key, as_of],
     ).to_arrow_table()
 
@@ -130,10 +141,11 @@ def run_export(
     deliver = table.filter(pc.equal(table["decision"], "deliver"))
     rows = deliver.drop_columns([c for c in ("arm", "decision") if c in deliver.column_names])
     held = held_before(con, export.key, as_of)
-    gone = held.slice(0, 0)
-    if export.mode == "delta":
-        rows = rows.filter(pc.invert(pc.is_in(rows["customer_id"], held["customer_id"])))
-        gone = held.filter(pc.invert(pc.is_in(held["customer_id"], deliver["customer_id"])))
+    gone = pa.table({"customer_id": pa.array([], pa.string()), "row": pa.array([], pa.string())})
+    if export.mode == "delta":  # the differences by DuckDB's joins (Arrow's is_in: seconds at millions)
+        rows = con.sql("SELECT * FROM rows ANTI JOIN held USING (customer_id) ORDER BY customer_id").to_arrow_table()
+        gone_ids = con.sql("SELECT customer_id FROM held ANTI JOIN deliver USING (customer_id)").to_arrow_table()
+        gone = held_rows(con, export.key, as_of, gone_ids)
     removes = gone["customer_id"]
     removal_rows = _removals(gone, rows.schema)
     con.execute(
@@ -176,49 +188,70 @@ def _keyed(mapping: dict[str, str], name: str) -> pa.Table:
 def _log(
     con, export: Export, as_of: date, run_id: str, table: pa.Table, sent_rows: pa.Table, delivery, removes: pa.Array
 ) -> dict[str, int]:
-    """One delivery-log row per member (and per removal), decided in DuckDB: at millions of members a
-    Python loop over them was most of an export's time."""
+    """One delivery-log row per member (and per removal), decided in DuckDB in one INSERT: at millions of
+    members a Python loop over them was most of an export's time. An outcome no customer has (nothing
+    rejected, skipped or batched, as for files) is a constant, not a join; when the destination confirms
+    every row it was given, one join (or none, in full mode) tells sent from unchanged."""
     members = table.select(["customer_id", "arm", "decision"])  # noqa: F841 - read by DuckDB by name
-    sent, removed, to_send = _ids(delivery.sent), _ids(delivery.removed), sent_rows.select(["customer_id"])  # noqa: F841
+    to_send = sent_rows.select(["customer_id"])
+    removed = _ids(delivery.removed)  # noqa: F841
     rejected, skipped = _keyed(delivery.rejected, "reason"), _keyed(delivery.skipped, "reason")  # noqa: F841
     batches, gone = _keyed(delivery.batch_of, "batch_key"), pa.table({"customer_id": removes})  # noqa: F841
+    joins: list[str] = []
+
+    def found(name: str, relation: pa.Table) -> str:
+        """SQL true when the member is in `relation` (a LEFT JOIN on it, unless it is empty)."""
+        if relation.num_rows == 0:
+            return "false"
+        joins.append(f"LEFT JOIN {name} USING (customer_id)")
+        return f"{name}.customer_id IS NOT NULL"
+
+    delivering = int(pc.sum(pc.equal(table["decision"], "deliver")).as_py() or 0)
+    in_to_send = "true" if to_send.num_rows == delivering else found("to_send", to_send)
+    confirmed = _same_ids(delivery.sent, to_send["customer_id"])
+    sent = None if confirmed else _ids(delivery.sent)  # read by DuckDB by name when joined
+    in_sent = in_to_send if sent is None else found("sent", sent)
+    in_rejected, in_skipped = found("rejected", rejected), found("skipped", skipped)
+    batch = "batches.batch_key" if batches.num_rows else "NULL"
+    if batches.num_rows:
+        joins.append("LEFT JOIN batches USING (customer_id)")
+    removed_batch = "b.batch_key" if batches.num_rows else "NULL"
     suppressed = ", ".join(f"'{d}'" for d in SUPPRESSED)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _acrm_log AS
-        SELECT m.customer_id, m.arm, m.decision,
-            CASE WHEN m.decision IN ({suppressed}) OR m.decision = 'held_back' THEN NULL
-                WHEN rj.customer_id IS NOT NULL OR s.customer_id IS NOT NULL THEN 'add'
-                WHEN sk.customer_id IS NOT NULL OR ts.customer_id IS NULL THEN NULL ELSE 'add' END AS action,
-            CASE WHEN m.decision IN ({suppressed}) THEN 'suppressed' WHEN m.decision = 'held_back' THEN 'held_back'
-                WHEN rj.customer_id IS NOT NULL THEN 'rejected' WHEN s.customer_id IS NOT NULL THEN 'sent'
-                WHEN sk.customer_id IS NOT NULL THEN 'skipped' WHEN ts.customer_id IS NULL THEN 'unchanged'
-                ELSE 'failed' END AS status,
-            CASE WHEN m.decision IN ({suppressed}) THEN m.decision WHEN m.decision = 'held_back' THEN ?
-                WHEN rj.customer_id IS NOT NULL THEN rj.reason WHEN s.customer_id IS NOT NULL THEN NULL
-                WHEN sk.customer_id IS NOT NULL THEN sk.reason
-                WHEN ts.customer_id IS NULL THEN 'delta: already at the destination'
-                ELSE 'not confirmed by the destination' END AS reason,
-            b.batch_key, 0 AS part
-        FROM members m
-        LEFT JOIN rejected rj USING (customer_id) LEFT JOIN sent s USING (customer_id)
-        LEFT JOIN skipped sk USING (customer_id) LEFT JOIN to_send ts USING (customer_id)
-        LEFT JOIN batches b USING (customer_id)
-        UNION ALL
-        SELECT g.customer_id, NULL, 'removed', 'remove',
-            CASE WHEN r.customer_id IS NULL THEN 'failed' ELSE 'removed' END, NULL, b.batch_key, 1
-        FROM gone g LEFT JOIN removed r USING (customer_id) LEFT JOIN batches b USING (customer_id)""",
-        [export.hold_out_arm],
-    )
+    status = f"""CASE WHEN m.decision IN ({suppressed}) THEN 'suppressed'
+        WHEN m.decision = 'held_back' THEN 'held_back' WHEN {in_rejected} THEN 'rejected' WHEN {in_sent} THEN 'sent'
+        WHEN {in_skipped} THEN 'skipped' WHEN NOT {in_to_send} THEN 'unchanged' ELSE 'failed' END"""
     con.execute(f"DELETE FROM {LOG}.deliveries WHERE export_key = ? AND as_of = ?", [export.key, as_of])
     con.execute(
-        f"""INSERT INTO {LOG}.deliveries SELECT ?, ?, ?, ?, ?, customer_id, arm, decision, action, status, reason,
-            batch_key, ? FROM _acrm_log ORDER BY part, customer_id""",
-        [export.key, as_of, run_id, export.channel, export.campaign, datetime.now()],
+        f"""
+        INSERT INTO {LOG}.deliveries
+        SELECT ?, ?, ?, ?, ?, customer_id, arm, decision, action, status, reason, batch_key, ? FROM (
+            SELECT customer_id, arm, decision, status,
+                CASE WHEN status IN ('sent', 'rejected', 'failed') THEN 'add' END AS action,
+                CASE status WHEN 'suppressed' THEN decision WHEN 'held_back' THEN ?
+                    WHEN 'rejected' THEN rejected_reason WHEN 'skipped' THEN skipped_reason
+                    WHEN 'unchanged' THEN 'delta: already at the destination'
+                    WHEN 'failed' THEN 'not confirmed by the destination' END AS reason,
+                batch_key
+            FROM (
+                SELECT m.customer_id, m.arm, m.decision, {status} AS status,
+                    {"rejected.reason" if rejected.num_rows else "NULL"} AS rejected_reason,
+                    {"skipped.reason" if skipped.num_rows else "NULL"} AS skipped_reason, {batch} AS batch_key
+                FROM members m {" ".join(joins)})
+            UNION ALL
+            SELECT g.customer_id, NULL, 'removed', CASE WHEN r.customer_id IS NULL THEN 'failed' ELSE 'removed' END,
+                'remove', NULL, {removed_batch}
+            FROM gone g LEFT JOIN removed r USING (customer_id)
+                {"LEFT JOIN batches b USING (customer_id)" if batches.num_rows else ""})
+        """,
+        [export.key, as_of, run_id, export.channel, export.campaign, datetime.now(), export.hold_out_arm],
     )
     counts: dict[str, int] = {"members": len(table)}
-    counts |= dict(con.execute("SELECT status, count(*) FROM _acrm_log GROUP BY 1 ORDER BY 1").fetchall())
-    con.execute("DROP TABLE _acrm_log")
+    counts |= dict(
+        con.execute(
+            f"SELECT status, count(*) FROM {LOG}.deliveries WHERE export_key = ? AND as_of = ? GROUP BY 1 ORDER BY 1",
+            [export.key, as_of],
+        ).fetchall()
+    )
     by_decision = con.execute(
         f"SELECT decision, count(*) FROM members WHERE decision IN ({suppressed}) GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -228,25 +261,40 @@ def _log(
     return counts
 
 
+def _same_ids(sent, to_send: pa.ChunkedArray) -> bool:
+    """Whether the destination confirmed the rows it was given, in their order (as the file, audience and
+    table destinations do); any other answer is joined on."""
+    if not isinstance(sent, pa.ChunkedArray | pa.Array) or len(sent) != len(to_send):
+        return False
+    return len(sent) == 0 or bool(pc.all(pc.equal(sent.cast(to_send.type), to_send)).as_py())
+
+
 def _record_audience(con, export: Export, as_of: date, held: pa.Table, rows: pa.Table, delivery) -> None:
     """The destination's holdings after this successful run, as changes dated `as_of` (replacing a re-run's),
-    in DuckDB: the rows as exported are kept as JSON for later removals."""
-    sent = _ids(delivery.sent)
-    sent_rows = rows.filter(pc.is_in(rows["customer_id"], sent["customer_id"]))  # noqa: F841 - read by DuckDB
-    skipped, removed = _ids(delivery.skipped), _ids(delivery.removed)  # noqa: F841
-    if export.mode == "full":  # the destination now holds exactly what was sent (or issued before)
-        holds = "SELECT customer_id FROM sent_rows UNION SELECT customer_id FROM skipped"
+    in DuckDB: the rows as exported are kept as JSON for later removals (made only for the customers added:
+    in full mode most of the audience is held already)."""
+    if _same_ids(delivery.sent, rows["customer_id"]):
+        sent_rows = rows  # noqa: F841 - all confirmed: no set of millions of ids to build (read by DuckDB)
     else:
-        holds = """SELECT customer_id FROM held WHERE customer_id NOT IN (SELECT customer_id FROM removed)
-            UNION SELECT customer_id FROM sent_rows"""
+        sent_rows = rows.filter(pc.is_in(rows["customer_id"], _ids(delivery.sent)["customer_id"]))  # noqa: F841
+    skipped, removed = _ids(delivery.skipped), _ids(delivery.removed)  # noqa: F841
+    # The ids are distinct within each relation, and what delta mode sends is not held already.
+    if export.mode == "full":  # the destination now holds exactly what was sent (or issued before)
+        holds = "SELECT customer_id FROM sent_rows"
+        holds += " UNION SELECT customer_id FROM skipped" if skipped.num_rows else ""
+    else:
+        holds = "SELECT customer_id FROM held"
+        holds += " ANTI JOIN removed USING (customer_id)" if removed.num_rows else ""
+        holds += " UNION ALL SELECT customer_id FROM sent_rows"
     con.execute(f"DELETE FROM {LOG}.audience_changes WHERE export_key = ? AND as_of = ?", [export.key, as_of])
     con.execute(
         f"""
         INSERT INTO {LOG}.audience_changes
-        WITH holds AS ({holds}), exported AS (SELECT customer_id, to_json(r) AS row FROM sent_rows r)
-        SELECT ?, h.customer_id, ?, 'add', coalesce(e.row, '{{}}'::JSON) FROM holds h
-        LEFT JOIN exported e USING (customer_id) WHERE h.customer_id NOT IN (SELECT customer_id FROM held)
+        WITH holds AS ({holds}), added AS (SELECT customer_id FROM holds ANTI JOIN held USING (customer_id)),
+        exported AS (SELECT customer_id, to_json(r) AS row FROM sent_rows r SEMI JOIN added USING (customer_id))
+        SELECT ?, a.customer_id, ?, 'add', coalesce(e.row, '{{}}'::JSON) FROM added a
+        LEFT JOIN exported e USING (customer_id)
         UNION ALL
-        SELECT ?, customer_id, ?, 'remove', NULL FROM held WHERE customer_id NOT IN (SELECT customer_id FROM holds)""",
+        SELECT ?, customer_id, ?, 'remove', NULL FROM held ANTI JOIN holds USING (customer_id)""",
         [export.key, as_of, export.key, as_of],
     )
