@@ -15,8 +15,10 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
+from acrm_pipelines.automation.runner import RunFailed
 from acrm_pipelines.features.incremental import plan
 from tests.conftest import DEMO_END, make_settings, run_pipeline
 
@@ -180,3 +182,49 @@ def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(demo_landing: Pat
     fresh = make_settings(tmp_path / "fresh", landing)
     run_pipeline(fresh, (DAY2 + timedelta(days=1)).isoformat())
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(fresh.duckdb_path))
+
+
+ORDERS_STATUS_CHECK = AssetCheckKey(
+    AssetKey("stg_crm__orders"), "accepted_values_stg_crm__orders_status__completed__cancelled__returned"
+)
+
+
+def _evaluations(instance: DagsterInstance, key: AssetCheckKey) -> list[bool]:
+    """Whether each evaluation of `key` in the latest run passed."""
+    run_id = instance.get_runs(limit=1)[0].run_id
+    return [
+        entry.dagster_event.event_specific_data.passed
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        if entry.dagster_event.event_specific_data.asset_check_key == key
+    ]
+
+
+def test_an_incremental_build_tests_the_raw_rows_appended_since_the_stored_build(
+    demo_landing: Path, tmp_path: Path
+) -> None:
+    """The staging tests marked `loaded_after` (macros/test_scope.sql) read, in an incremental build, the rows
+    of the keys appended since the stored build: an old row is not read again (it passed when it was built),
+    and a new key that repeats an old one is still found."""
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_landing, landing)
+    settings, instance = make_settings(tmp_path / "db", landing), DagsterInstance.ephemeral()
+    run_pipeline(settings, DAY1.isoformat(), instance)
+    assert _evaluations(instance, ORDERS_STATUS_CHECK) == [True]
+    # Behind the loader's back (it never edits a loaded row): an old order gets a status the test refuses.
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        (old,) = con.execute("SELECT order_id FROM raw.orders WHERE rowid = 0").fetchone()
+        con.execute("UPDATE raw.orders SET status = 'bogus' WHERE order_id = ?", [old])
+    _late_rows(landing)
+    run_pipeline(settings, DAY2.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(DAY1))
+    assert _evaluations(instance, ORDERS_STATUS_CHECK) == [True]  # run on the night's orders only
+    assert _evaluations(instance, STAGING_CHECK) == [True]
+
+    # An appended row that repeats that old order's id (again behind the loader's back): found.
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("INSERT INTO raw.orders SELECT * FROM raw.orders WHERE order_id = ?", [old])
+    with pytest.raises(RunFailed):
+        run_pipeline(settings, DAY2.isoformat(), instance)
+    assert _evaluations(instance, STAGING_CHECK) == [False]
+    # Both old rows are read now (the repeated key's), so the old bad status is found too.
+    assert _evaluations(instance, ORDERS_STATUS_CHECK) == [False]

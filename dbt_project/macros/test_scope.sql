@@ -1,0 +1,29 @@
+{# The tests on raw rows (the staging views, and the fact marts that only pass them on) look, in an
+   incremental build, only at the rows whose key arrived in the raw table since the stored build: a test
+   configured `where: "loaded_after:<raw table>.<key column>"` reads the rows whose key is among those
+   appended rows' keys (old rows with the same key included, so a new key that repeats an old one is
+   still found). Every other row was tested by the stored build, which passed (a build whose test fails is
+   not recorded), and a full reload of any input makes the build a full one, which tests every row.
+   Overrides dbt's get_where_subquery, which applies a test's `where` (dbt's documented way to template it);
+   any other `where` works as in dbt. #}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where') -%}
+    {%- if where and where.startswith('loaded_after:') -%}
+        {%- set table, column = where[('loaded_after:' | length):].split('.') -%}
+        {%- if features_since() is none -%}
+            {%- set where = none -%}
+        {%- else -%}
+            {%- set where -%}
+                {{ column }} in (select {{ column }} from {{ source('raw', table) }} where {{ loaded_after(table) }})
+            {%- endset -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
