@@ -228,3 +228,30 @@ def test_an_incremental_build_tests_the_raw_rows_appended_since_the_stored_build
     assert _evaluations(instance, STAGING_CHECK) == [False]
     # Both old rows are read now (the repeated key's), so the old bad status is found too.
     assert _evaluations(instance, ORDERS_STATUS_CHECK) == [False]
+
+
+def test_a_build_that_left_out_the_staging_tests_is_not_built_upon(demo_landing: Path, tmp_path: Path) -> None:
+    """The next build tests only the raw rows added after the one it builds from, so it builds from one that
+    ran the staging tests: the features alone materialized (as from the UI) are not recorded."""
+    from acrm_pipelines.automation.jobs import DAILY_JOB
+    from acrm_pipelines.definitions import build_definitions
+
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_landing, landing)
+    settings, instance = make_settings(tmp_path / "db", landing), DagsterInstance.ephemeral()
+    run_pipeline(settings, DAY1.isoformat(), instance)
+    _late_rows(landing)
+    run_pipeline(settings, DAY2.isoformat(), instance)  # loads the late rows and tests them
+    with duckdb.connect(str(settings.duckdb_path)) as con:  # a row the staging tests refuse, appended
+        con.execute("INSERT INTO raw.orders SELECT * REPLACE ('bogus' AS status) FROM raw.orders LIMIT 1")
+    job = build_definitions(settings).resolve_job_def(DAILY_JOB)
+    selection = [AssetKey("int_customers_affected"), AssetKey("customer_features")]
+    day3 = (DAY2 + timedelta(days=1)).isoformat()
+    result = job.execute_in_process(partition_key=day3, asset_selection=selection, instance=instance)
+    assert result.success and _evaluations(instance, ORDERS_STATUS_CHECK) == []  # not run
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT as_of FROM features.builds").fetchall() == [(DAY2,)]
+        assert plan(con, DAY2 + timedelta(days=2)).reason.startswith("the stored features (of ")
+    with pytest.raises(RunFailed):  # the next build is full, so the row is tested
+        run_pipeline(settings, (DAY2 + timedelta(days=2)).isoformat(), instance)
+    assert _evaluations(instance, ORDERS_STATUS_CHECK) == [False]

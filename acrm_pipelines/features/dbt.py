@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -21,6 +22,9 @@ from acrm_pipelines.terminal import routed
 GROUP = "features"
 FEATURES_KEY = AssetKey("customer_features")
 STAGING = "models/staging/"
+# Each dbt build writes its own target folder (dagster-dbt's `dbt_features-<run>-<hash>`: manifest, compiled
+# SQL, dbt.log; ~5 MB at this project's size), so a year of nights and backfills would keep gigabytes.
+KEEP_TARGETS = 30
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -77,6 +81,23 @@ class AcrmDbtTranslator(DagsterDbtTranslator):
         return spec
 
 
+def prune_targets(target_dir: Path, keep: int = KEEP_TARGETS, idle_s: float = 3600.0) -> list[Path]:
+    """Remove the per-build target folders beyond the newest `keep` (by last change), except any changed in
+    the last `idle_s` seconds (another run may be writing it); returns what was removed. The latest
+    builds' dbt.log and compiled SQL stay for debugging, and the project's own manifest.json is not touched."""
+    changed: dict[Path, float] = {}
+    for folder in target_dir.glob("dbt_features-*"):
+        try:  # the folder's own time, or its dbt.log's, which dbt keeps writing to
+            changed[folder] = max(p.stat().st_mtime for p in (folder, *folder.glob("dbt.log")))
+        except OSError:  # removed meanwhile (another run's prune, `dbt clean`)
+            continue
+    newest = sorted(changed, key=changed.__getitem__, reverse=True)
+    removed = [p for p in newest[keep:] if time.time() - changed[p] > idle_s]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
 def manifest_path() -> Path:
     path = dbt_project.manifest_path
     if not path.exists():
@@ -87,6 +108,8 @@ def manifest_path() -> Path:
 
 
 def build_dbt_assets(partitions_def):
+    every_staging_check: set[AssetCheckKey] = set()  # of the whole project (a run's assets_def may be a subset)
+
     @dbt_assets(
         manifest=manifest_path(),
         project=dbt_project,
@@ -103,11 +126,15 @@ def build_dbt_assets(partitions_def):
         with duckdb.get_connection() as con:
             plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
         context.log.info(plan.describe())
-        events = dbt.cli(dbt_build_args(plan), context=context).stream()
+        invocation = dbt.cli(dbt_build_args(plan), context=context)
+        events = invocation.stream()
         how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
+        evaluated: set[AssetCheckKey] = set()
         for event in routed(events, context.log.debug):  # dbt's log: the terminal with -v, else the run's debug log
             if isinstance(event, Output) and event.output_name == FEATURES_KEY.to_python_identifier():
                 event = event.with_metadata({**event.metadata, **how})
+            if isinstance(event, AssetCheckResult):
+                evaluated.add(AssetCheckKey(event.asset_key, event.check_name))
             yield event
         if plan.raw_unchanged:  # the staging tests were not run: their checks say why, and pass as they did
             note = f"not run: no raw row was added since the build of {plan.since}, which ran this test and passed"
@@ -116,10 +143,20 @@ def build_dbt_assets(partitions_def):
                     yield AssetCheckResult(
                         asset_key=key.asset_key, check_name=key.name, passed=True, metadata={"not_run": note}
                     )
-        if FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
+        # The next build tests only the raw rows added after this one (macros/test_scope.sql) and may leave
+        # the staging tests out: so it builds from this one only if dbt ran them here (all passed, or the build
+        # would have failed), or no raw row was added since a build that did.
+        tested = plan.raw_unchanged or every_staging_check <= evaluated
+        if FEATURES_KEY in context.selected_asset_keys and not tested:
+            context.log.info(
+                f"features of {as_of} not recorded: the staging tests did not run, so the next build is a full one"
+            )
+        elif FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
             with duckdb.get_connection() as con:
                 incremental.record(con, as_of)
                 if plan.since:
                     context.log.info(f"features of {as_of}: {incremental.affected(con):,} customers recomputed")
+        prune_targets(invocation.target_path.parent)
 
+    every_staging_check.update(staging_checks(dbt_features))
     return dbt_features
