@@ -108,7 +108,7 @@ def manifest_path() -> Path:
 
 
 def build_dbt_assets(partitions_def):
-    every_staging_check: set[AssetCheckKey] = set()  # of the whole project (a run's assets_def may be a subset)
+    every_staging_check: list[AssetCheckKey] = []  # of the whole project (a run's assets_def may be a subset)
 
     @dbt_assets(
         manifest=manifest_path(),
@@ -138,7 +138,7 @@ def build_dbt_assets(partitions_def):
             yield event
         if plan.raw_unchanged:  # the staging tests were not run: their checks say why, and pass as they did
             note = f"not run: no raw row was added since the build of {plan.since}, which ran this test and passed"
-            for key in staging_checks(context.assets_def):
+            for key in every_staging_check:
                 if key in context.selected_asset_check_keys:
                     yield AssetCheckResult(
                         asset_key=key.asset_key, check_name=key.name, passed=True, metadata={"not_run": note}
@@ -146,7 +146,7 @@ def build_dbt_assets(partitions_def):
         # The next build tests only the raw rows added after this one (macros/test_scope.sql) and may leave
         # the staging tests out: so it builds from this one only if dbt ran them here (all passed, or the build
         # would have failed), or no raw row was added since a build that did.
-        tested = plan.raw_unchanged or every_staging_check <= evaluated
+        tested = plan.raw_unchanged or set(every_staging_check) <= evaluated
         if FEATURES_KEY in context.selected_asset_keys and not tested:
             context.log.info(
                 f"features of {as_of} not recorded: the staging tests did not run, so the next build is a full one"
@@ -158,5 +158,5 @@ def build_dbt_assets(partitions_def):
                     context.log.info(f"features of {as_of}: {incremental.affected(con):,} customers recomputed")
         prune_targets(invocation.target_path.parent)
 
-    every_staging_check.update(staging_checks(dbt_features))
+    every_staging_check.extend(staging_checks(dbt_features))
     return dbt_features
