@@ -60,7 +60,7 @@ system-deps:
 
 test: system-deps setup
 	$(BIN)/ruff check .
-	$(BIN)/dagster definitions validate -m acrm_pipelines.definitions
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(BIN)/pytest -q
 
 lint: setup

@@ -37,9 +37,7 @@ def describe(defs: Definitions) -> dict[str, Any]:
     return {
         "assets": assets,
         "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
-        "schedules": sorted(
-            [s.name, s.cron_schedule, s.job_name, str(s.default_status)] for s in repo.schedule_defs
-        ),
+        "schedules": sorted([s.name, s.cron_schedule, s.job_name, str(s.default_status)] for s in repo.schedule_defs),
         "sensors": sorted(s.name for s in repo.sensor_defs),
         "resources": sorted(defs.resources or {}),
     }

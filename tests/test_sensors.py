@@ -21,9 +21,9 @@ from dagster import (
 )
 
 from acrm_pipelines.automation.jobs import DAILY_JOB, daily_job
-from acrm_pipelines.automation.partitions import daily_partitions
 from acrm_pipelines.automation.sensors import NEW_FILES_TAG, TABLES_TAG, build_landing_sensor
 from acrm_pipelines.settings import Settings
+from acrm_pipelines.wiring.partitions import daily_partitions
 
 START = date(2024, 1, 1)
 AN_HOUR_AGO = time.time() - 3600

@@ -30,7 +30,7 @@ from dagster import (
 )
 from dagster._core.launcher import DefaultRunLauncher
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL
 
 PID_TAG = "acrm/pid"
 HOST_TAG = "acrm/host"

@@ -27,10 +27,10 @@ from dagster import (
 )
 
 from acrm_pipelines.automation.jobs import daily_job
-from acrm_pipelines.automation.partitions import last_complete_day
 from acrm_pipelines.ingest.contract import TABLES_BY_NAME
 from acrm_pipelines.ingest.loader import SUFFIXES
 from acrm_pipelines.settings import Settings
+from acrm_pipelines.wiring.partitions import last_complete_day
 
 if TYPE_CHECKING:  # not exported by `dagster`; what `define_asset_job` returns
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition

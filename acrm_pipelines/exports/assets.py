@@ -21,7 +21,6 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.exports.audience import CHANNEL_RULES, LOG
 from acrm_pipelines.exports.run import hold_export, not_sent_reason, run_export
 from acrm_pipelines.exports.spec import Export
@@ -31,6 +30,7 @@ from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.history import segment_members_sql
 from acrm_pipelines.segments.validate import SegmentSet
 from acrm_pipelines.settings import REPO_ROOT, Settings
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 
 GROUP = "exports"
 

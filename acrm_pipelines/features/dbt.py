@@ -5,7 +5,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from dagster import AssetCheckKey, AssetCheckResult, AssetExecutionContext, Asse
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.features import incremental
-from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
+from acrm_pipelines.settings import DBT_PROJECT_DIR
 from acrm_pipelines.terminal import routed
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 
 GROUP = "features"
 FEATURES_KEY = AssetKey("customer_features")
@@ -56,13 +57,30 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or "dbt"
 
 
-def dbt_resource(settings: Settings) -> DbtCliResource:
-    # profiles.yml reads the DuckDB file from this variable; dbt runs as a subprocess of the run.
-    os.environ["ACRM_DUCKDB_PATH"] = str(settings.duckdb_path)
-    # A job with some of the models (a refresh) runs only the tests whose every parent it builds: with dbt's
-    # default (eager), a relationships test on fct_orders ran against a table that job never built.
-    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
+def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+
+
+@contextmanager
+def dbt_environment(database: str) -> Iterator[None]:
+    """The variables dbt reads, set while dagster-dbt starts it (it copies os.environ then), and put back."""
+    values = {
+        # profiles.yml reads the DuckDB file from this variable.
+        "ACRM_DUCKDB_PATH": database,
+        # A job with some of the models (a refresh) runs only the tests whose every parent it builds: with dbt's
+        # default (eager), a relationships test on fct_orders ran against a table that job never built.
+        "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION") or "cautious",
+    }
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class AcrmDbtTranslator(DagsterDbtTranslator):
@@ -126,7 +144,8 @@ def build_dbt_assets(partitions_def):
         with duckdb.get_connection() as con:
             plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
         context.log.info(plan.describe())
-        invocation = dbt.cli(dbt_build_args(plan), context=context)
+        with dbt_environment(duckdb.database):
+            invocation = dbt.cli(dbt_build_args(plan), context=context)
         events = invocation.stream()
         how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
         evaluated: set[AssetCheckKey] = set()

@@ -21,12 +21,12 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.ingest.contract import TABLES, TableSpec
 from acrm_pipelines.ingest.expectations import validate_loaded_table
 from acrm_pipelines.ingest.incremental import load_table_if_changed
 from acrm_pipelines.ingest.loader import LoadResult
 from acrm_pipelines.settings import Settings
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 
 GROUP = "ingest"
 

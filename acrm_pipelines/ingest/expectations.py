@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -22,7 +21,6 @@ import duckdb
 from acrm_pipelines.ingest.contract import STATUSES, TableSpec
 from acrm_pipelines.ingest.sql import ident, table
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 DEFAULT_MAX_ROWS = 2_000_000
 E164 = r"^\+[1-9][0-9]{6,14}$"
 
@@ -68,10 +66,19 @@ def validate_raw_table(
     """Validate raw.<table>, or only its rows from the `from_row`-th on (an append's: rows are only ever
     appended to a raw table or the table is replaced, so they keep their rowid)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")  # must exist before a suite is built
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no bars in run logs
+    # Must exist before a suite is built. Personal data lives here: no usage statistics; no bars in run logs.
+    config = DataContextConfig(
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
     suite = build_suite(spec)
     cols = _suite_columns(suite)
     where = f" WHERE rowid >= {int(from_row)}" if from_row else ""

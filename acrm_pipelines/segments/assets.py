@@ -39,7 +39,6 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.automation.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.compile import explain_sql
@@ -48,6 +47,7 @@ from acrm_pipelines.segments.history import ensure_tables, evaluated_dates_of, f
 from acrm_pipelines.segments.spec import AllGroup, AnyGroup, BehaviourCondition, NotGroup, Segment
 from acrm_pipelines.segments.validate import SegmentSet, load_segments
 from acrm_pipelines.settings import REPO_ROOT, Settings
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
 
 GROUP = "segments"
 FACT_OF_SOURCE = {
