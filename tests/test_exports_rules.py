@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acrm_pipelines.exports.assets import suppressed_sent_sql
+from acrm_pipelines.exports.audience import suppressed_sent_sql
 from acrm_pipelines.exports.run import run_export
 from acrm_pipelines.yaml_specs import DefinitionErrors
 from tests.export_fixtures import export_set, make_db, one_export, record_segments, set_features

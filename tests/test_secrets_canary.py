@@ -30,7 +30,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_shared.serdes import serialize_value
 from psycopg.conninfo import conninfo_to_dict
 
-from acrm_pipelines.exports.assets import build_export_asset
+from acrm_pipelines.components.exports import build_export_asset
 from acrm_pipelines.exports.destinations import DeliveryFailed
 from acrm_pipelines.exports.run import run_export
 from acrm_pipelines.exports.spec import Export, PostgresDestination, WebhookDestination

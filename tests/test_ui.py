@@ -33,7 +33,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from acrm_pipelines.segments.assets import SIZE_CHECK
+from acrm_pipelines.components.segments import SIZE_CHECK
 from acrm_pipelines.settings import REPO_ROOT
 from tests.conftest import DEMO_END, make_settings, run_pipeline
 

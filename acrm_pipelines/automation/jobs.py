@@ -17,7 +17,7 @@ from dagster import (
     schedule,
 )
 
-from acrm_pipelines.segments.assets import segment_key
+from acrm_pipelines.components.segments import segment_key
 from acrm_pipelines.segments.validate import SegmentSet
 from acrm_pipelines.settings import Settings
 

@@ -258,7 +258,7 @@ def _run_and_summarize(
         if name.startswith("raw_"):
             summary.loaded[name[4:]] = int(mat.metadata["rows_loaded"].value)
             summary.quarantined[name[4:]] = int(mat.metadata["rows_quarantined"].value)
-        elif name == "segment_set":  # every evaluated segment, in one table (segments/assets.py)
+        elif name == "segment_set":  # every evaluated segment, in one table (components/segments.py)
             for row in mat.metadata["table"].value.records:
                 summary.segments[row.data["segment"]] = (row.data["size"], row.data["entered"], row.data["exited"])
         elif name.startswith("segments/"):

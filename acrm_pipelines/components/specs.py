@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from acrm_pipelines.exports.assets import load_export_set
-from acrm_pipelines.exports.validate import ExportSet
-from acrm_pipelines.segments.assets import keyed_segments, load_segment_set
-from acrm_pipelines.segments.validate import SegmentSet
+from acrm_pipelines.exports.validate import ExportSet, load_export_set
+from acrm_pipelines.segments.validate import SegmentSet, load_segment_set
 from acrm_pipelines.wiring.load import current
 
 
@@ -31,3 +29,14 @@ def _read(load) -> Specs:
     keyed = keyed_segments(segments, {exports[k].segment.segment for k in exports.keys})
     inactive = frozenset(k for k in segments.order if not segments[k].active)
     return Specs(segments, exports, keyed, inactive)
+
+
+def keyed_segments(segments: SegmentSet, consumed: set[str]) -> list[str]:
+    """The segments with their own asset key: `consumed` (what the exports read), those refreshed every N
+    hours or with a size check, and every segment those are built from (so their lineage is whole)."""
+    roots = [
+        k
+        for k in segments.order
+        if k in consumed or segments[k].refresh_hours is not None or segments[k].size_alert is not None
+    ]
+    return segments.closure(roots)

@@ -171,3 +171,19 @@ DDL = [
 def ensure_log(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)
+
+
+def suppressed_sent_sql(export: Export) -> str:
+    """Customers logged as sent on the date who had no consent, opted out, or were in the hold-out arm."""
+    consent, opt_outs = CHANNEL_RULES[export.channel]
+    bad = ["f.customer_id IS NULL"]
+    if consent:
+        bad.append(f"NOT coalesce(f.{consent}, false)")
+    bad += [f"coalesce(f.{c}, false)" for c in opt_outs]
+    if export.hold_out_arm:
+        bad.append("m.arm = ?")
+    return f"""
+        SELECT count(*) FROM {LOG}.deliveries d
+        LEFT JOIN marts.customer_features f ON f.customer_id = d.customer_id
+        LEFT JOIN ({segment_members_sql()}) m ON m.customer_id = d.customer_id
+        WHERE d.export_key = ? AND d.as_of = ? AND d.status = 'sent' AND ({" OR ".join(bad)})"""

@@ -16,9 +16,9 @@ from acrm_pipelines.exports.spec import (
     path_values,
     url_host,
 )
-from acrm_pipelines.segments.catalogue import Catalogue
+from acrm_pipelines.segments.catalogue import Catalogue, load_catalogue
 from acrm_pipelines.segments.validate import SegmentSet
-from acrm_pipelines.settings import Settings
+from acrm_pipelines.settings import REPO_ROOT, Settings
 from acrm_pipelines.yaml_specs import DefinitionError, DefinitionErrors, Document, read_definitions
 
 
@@ -132,3 +132,10 @@ def _check(
                 )
             )
     return errors
+
+
+def load_export_set(settings: Settings, segments: SegmentSet) -> ExportSet:
+    if not settings.exports_dir.exists():
+        return ExportSet()
+    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing.
+    return load_exports([settings.exports_dir], segments, load_catalogue(), root=REPO_ROOT)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from acrm_pipelines.segments.catalogue import Catalogue, Kind
+from acrm_pipelines.segments.catalogue import Catalogue, Kind, load_catalogue
 from acrm_pipelines.segments.dates import is_relative, month_day, parse_date
 from acrm_pipelines.segments.spec import (
     MAX_SPAN,
@@ -26,6 +26,7 @@ from acrm_pipelines.segments.spec import (
     SetSource,
     Split,
 )
+from acrm_pipelines.settings import REPO_ROOT
 from acrm_pipelines.yaml_specs import (
     DefinitionError,
     DefinitionErrors,
@@ -432,7 +433,6 @@ def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path 
     folders is checked as if it were added to them.
     """
     from acrm_pipelines.exports.validate import load_exports
-    from acrm_pipelines.segments.catalogue import load_catalogue
     from acrm_pipelines.segments.values import check_values
 
     segment_files, export_files = _folder_files(settings.segments_dir), _folder_files(settings.exports_dir)
@@ -478,3 +478,12 @@ def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path 
         notes=values.notes,
         elsewhere=sum(not wanted(e) for e in errors),
     )
+
+
+def load_segment_set(settings: Settings) -> SegmentSet:
+    """The segments folder, validated (raises DefinitionErrors naming file, line and field)."""
+    if not settings.segments_dir.exists():
+        return SegmentSet()
+    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing
+    # (custom_* columns are then checked when the segments are evaluated).
+    return load_segments([settings.segments_dir], load_catalogue(), root=REPO_ROOT)

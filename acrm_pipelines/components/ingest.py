@@ -1,4 +1,4 @@
-"""The raw_* assets: one per contract table, loading the landing folder into the DuckDB file.
+"""The landing folder (ACRM_LANDING_DIR) as the raw_* assets: one per contract table, loaded into the DuckDB file.
 
 The landing folder is a full snapshot, and point-in-time cuts happen downstream in dbt; so a table is
 kept when its files (and its parents' loads) did not change since the last load (metadata `reused`: a
@@ -7,8 +7,10 @@ backfill of many days loads once), gets only its new files appended when that eq
 Each asset has a Great Expectations check over the table it holds.
 """
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import dagster as dg
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -26,7 +28,8 @@ from acrm_pipelines.ingest.expectations import validate_loaded_table
 from acrm_pipelines.ingest.incremental import load_table_if_changed
 from acrm_pipelines.ingest.loader import LoadResult
 from acrm_pipelines.settings import Settings
-from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN
+from acrm_pipelines.wiring.load import current
+from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN, daily_partitions
 
 GROUP = "ingest"
 
@@ -168,3 +171,13 @@ def raw_assets(settings: Settings, partitions_def) -> list[AssetsDefinition]:
 def raw_checks(settings: Settings, partitions_def) -> list:
     freshness = [build_freshness_check(t, c, settings, partitions_def) for t, c in ACTIVITY_TIME.items()]
     return [*[build_gx_check(spec, partitions_def) for spec in TABLES], *freshness]
+
+
+@dataclass
+class IngestComponent(dg.Component, dg.Resolvable):
+    """Every table of the input contract, loaded from ACRM_LANDING_DIR per daily partition, with its checks."""
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        settings = current().settings
+        partitions = daily_partitions(settings)
+        return dg.Definitions(assets=raw_assets(settings, partitions), asset_checks=raw_checks(settings, partitions))
