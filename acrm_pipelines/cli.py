@@ -103,7 +103,7 @@ def _segment(settings: Settings, key: str):
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
     """The segments and exports of PATH… (default: all of ACRM_SEGMENTS_DIR and ACRM_EXPORTS_DIR), each checked
     with the whole project; errors and warnings as file:line: field: message on stderr."""
-    from acrm_pipelines.segments.validate import validate_project
+    from acrm_pipelines.project_check import validate_project
     from acrm_pipelines.settings import REPO_ROOT
 
     report = validate_project(settings, [Path(p) for p in args.paths], root=REPO_ROOT)
@@ -210,8 +210,8 @@ def _members(args: argparse.Namespace, settings: Settings) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from acrm_pipelines.segments.history import evaluated_dates, members_at
     from acrm_pipelines.segments.lookup import members_day
+    from acrm_pipelines.segments.members import evaluated_dates, members_at
 
     segment = _segment(settings, args.key)[args.key]
     as_of = _as_of(args.as_of)
@@ -239,8 +239,8 @@ def _members(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _segments_of(args: argparse.Namespace, settings: Settings) -> int:
-    from acrm_pipelines.segments.history import segments_of
     from acrm_pipelines.segments.lookup import segments_of_notes
+    from acrm_pipelines.segments.members import segments_of
     from acrm_pipelines.yaml_specs import DefinitionErrors
 
     as_of = _as_of(args.as_of)

@@ -6,32 +6,94 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+ENV_PREFIX = "ACRM_"
 
 
-def _path(name: str, default: str) -> Path:
-    value = os.environ.get(name) or default
-    path = Path(value)
-    return path if path.is_absolute() else REPO_ROOT / path
+def _variable(info: ValidationInfo) -> str:
+    return f"{ENV_PREFIX}{str(info.field_name).upper()}"
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    try:
-        return int(value)
-    except ValueError as err:
-        raise ValueError(f"{name}: expected a whole number, got {value!r}") from err
+class _Environment(BaseSettings):
+    """The ``ACRM_*`` variables as written: exact (upper-case) names, an empty value counts as unset, no .env file.
 
+    Each field reads ``ACRM_<FIELD NAME IN UPPER CASE>``. Values are converted by the validators below rather than
+    by pydantic's own coercion, so that what is accepted, and the error messages, stay those of the contract.
+    """
 
-def _hosts(name: str) -> tuple[str, ...]:
-    """Comma-separated host names or IP addresses: no scheme, path or port (IPv6 has two colons or more)."""
-    hosts = tuple(h.strip() for h in (os.environ.get(name) or "").split(",") if h.strip())
-    for host in hosts:
-        if any(c in host for c in "/@ \t") or host.count(":") == 1:
-            raise ValueError(f"{name}: expected host names or IP addresses separated by commas, got {host!r}")
-    return hosts
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_prefix_target="alias",
+        alias_generator=str.upper,
+        case_sensitive=True,
+        env_ignore_empty=True,
+        validate_default=True,
+        frozen=True,
+    )
+
+    # In the order the variables are checked: the first bad one is reported.
+    start_date: date = date(2024, 1, 1)
+    landing_dir: Path = Path("data/landing")
+    duckdb_path: Path = Path("data/acrm.duckdb")
+    segments_dir: Path = Path("segments")
+    exports_dir: Path = Path("exports")
+    outbox_dir: Path = Path("data/outbox")
+    default_region: str = "RU"
+    freshness_days: int = 3
+    duckdb_memory_limit: str = "8GB"
+    webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return date.fromisoformat(value)
+        except ValueError as err:
+            raise ValueError(f"{_variable(info)}: expected YYYY-MM-DD, got {value!r}") from err
+
+    @field_validator("landing_dir", "duckdb_path", "segments_dir", "exports_dir", "outbox_dir", mode="before")
+    @classmethod
+    def _from_repo_root(cls, value: Any) -> Path:
+        """Relative paths are taken from the repository root."""
+        path = Path(value)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @field_validator("default_region", mode="after")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("freshness_days", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return int(value)
+        except ValueError as err:
+            raise ValueError(f"{_variable(info)}: expected a whole number, got {value!r}") from err
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any, info: ValidationInfo) -> Any:
+        """Comma-separated host names or IP addresses: no scheme, path or port (IPv6 has two colons or more)."""
+        if not isinstance(value, str):
+            return value
+        hosts = tuple(h.strip() for h in value.split(",") if h.strip())
+        for host in hosts:
+            if any(c in host for c in "/@ \t") or host.count(":") == 1:
+                raise ValueError(
+                    f"{_variable(info)}: expected host names or IP addresses separated by commas, got {host!r}"
+                )
+        return hosts
 
 
 @dataclass(frozen=True)
@@ -52,23 +114,17 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        start = os.environ.get("ACRM_START_DATE") or "2024-01-01"
+        """The settings of the environment; a bad value raises ValueError naming the variable and the value."""
         try:
-            start_date = date.fromisoformat(start)
-        except ValueError as err:
-            raise ValueError(f"ACRM_START_DATE: expected YYYY-MM-DD, got {start!r}") from err
-        return cls(
-            landing_dir=_path("ACRM_LANDING_DIR", "data/landing"),
-            duckdb_path=_path("ACRM_DUCKDB_PATH", "data/acrm.duckdb"),
-            segments_dir=_path("ACRM_SEGMENTS_DIR", "segments"),
-            exports_dir=_path("ACRM_EXPORTS_DIR", "exports"),
-            outbox_dir=_path("ACRM_OUTBOX_DIR", "data/outbox"),
-            start_date=start_date,
-            default_region=(os.environ.get("ACRM_DEFAULT_REGION") or "RU").upper(),
-            freshness_days=_int("ACRM_FRESHNESS_DAYS", 3),
-            duckdb_memory_limit=os.environ.get("ACRM_DUCKDB_MEMORY_LIMIT") or "8GB",
-            webhook_allowed_hosts=_hosts("ACRM_WEBHOOK_ALLOWED_HOSTS"),
-        )
+            env = _Environment()
+        except ValidationError as err:
+            first = err.errors()[0]
+            error = first.get("ctx", {}).get("error")
+            if isinstance(error, ValueError):  # a validator's own: raised as it was, not wrapped by pydantic
+                raise error from error.__cause__
+            variable = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else ENV_PREFIX
+            raise ValueError(f"{variable}: {first['msg']}") from err
+        return cls(**env.model_dump())
 
     def duckdb_config(self) -> dict[str, str]:
         return {"memory_limit": self.duckdb_memory_limit}

@@ -9,7 +9,7 @@ per design and size; the table reports the second (the nightly case) in seconds 
 
 Designs:
 - per_key: one multi-asset with one asset key per segment, a MaterializeResult with 6 metadata entries
-  each (the design of segments/assets.py until now).
+  each (the design of the segment assets before components/segments.py).
 - grouped: one asset per definition file (GROUPS of them); its materialization carries every segment's
   size/entered/exited as numeric metadata (`<key>.size`, plotted over time by the UI) and a table.
 - grouped_consumed: grouped, plus a per-segment asset key for the CONSUMED segments an export reads (their

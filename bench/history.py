@@ -93,7 +93,8 @@ def main() -> None:
     from acrm_pipelines.exports.spec import Export
     from acrm_pipelines.segments.catalogue import load_catalogue
     from acrm_pipelines.segments.evaluate import evaluate
-    from acrm_pipelines.segments.history import members_at, record
+    from acrm_pipelines.segments.history import record
+    from acrm_pipelines.segments.members import members_at
     from acrm_pipelines.segments.validate import load_segments
     from acrm_pipelines.settings import Settings
     from bench.segments import DAY1, DAY2, build_marts, generate_segments

@@ -36,7 +36,7 @@ def dbt_children() -> list[int]:
 def main() -> None:
     stage, as_of = sys.argv[1], sys.argv[2]
     if stage == "load":
-        from acrm_pipelines.ingest import assets
+        from acrm_pipelines.components import ingest as assets
 
         real = assets.load_table_if_changed
 

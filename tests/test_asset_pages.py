@@ -11,7 +11,7 @@ import yaml
 from dagster import AssetKey, DagsterInstance
 
 from acrm_pipelines.definitions import build_definitions
-from acrm_pipelines.segments.history import members_at
+from acrm_pipelines.segments.members import members_at
 from acrm_pipelines.settings import DBT_PROJECT_DIR
 from tests.conftest import DEMO_END, make_settings, run_pipeline
 

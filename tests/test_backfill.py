@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance
 
 from acrm_pipelines.automation.runner import backfill
 from acrm_pipelines.definitions import build_definitions
-from acrm_pipelines.segments.history import members_at
+from acrm_pipelines.segments.members import members_at
 from tests.conftest import make_settings
 from tests.test_loader import write_csv
 

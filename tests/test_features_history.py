@@ -14,7 +14,7 @@ from acrm_pipelines.automation.runner import backfill
 from acrm_pipelines.definitions import build_definitions
 from acrm_pipelines.features.history import FeaturesNotBuilt, built_days, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
-from acrm_pipelines.segments.history import members_at
+from acrm_pipelines.segments.members import members_at
 from acrm_pipelines.segments.validate import load_segments
 from tests.conftest import DEMO_END, make_settings, run_pipeline
 

@@ -20,7 +20,8 @@ import pytest
 
 from acrm_pipelines.segments import snapshots
 from acrm_pipelines.segments.evaluate import evaluate
-from acrm_pipelines.segments.history import members_at, members_sql, record, segments_of
+from acrm_pipelines.segments.history import record
+from acrm_pipelines.segments.members import members_at, members_sql, segments_of
 from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\

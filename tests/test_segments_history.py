@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from acrm_pipelines.segments.evaluate import evaluate
-from acrm_pipelines.segments.history import members_at, record, segments_of
+from acrm_pipelines.segments.history import record
+from acrm_pipelines.segments.members import members_at, segments_of
 from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\

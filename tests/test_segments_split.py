@@ -91,7 +91,8 @@ def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(tmp_pat
 def test_forty_thousand_field_values_each_get_their_own_arm(tmp_path: Path) -> None:
     """Arm codes were 16-bit: past 32,767 values customers landed in other values' arms, silently. Checked
     on the evaluation, on the recorded history of a first day, and after a nightly diff that moves arms."""
-    from acrm_pipelines.segments.history import members_at, record
+    from acrm_pipelines.segments.history import record
+    from acrm_pipelines.segments.members import members_at
 
     n = 40_000
     db = tmp_path / "db.duckdb"

@@ -50,18 +50,11 @@ def load_metadata(result: LoadResult) -> dict:
         "quarantine_reasons": MetadataValue.md(f"| reason | rows |\n|---|---|\n{reasons_md}"),
         **{f"quarantined.{reason}": n for reason, n in result.reasons.items()},
     }
-    if result.appended_files:
-        metadata["appended_files"] = MetadataValue.json(result.appended_files)
     if result.full_reason:
         metadata["full_reload_reason"] = MetadataValue.text(result.full_reason)
-    if result.ignored_columns:
-        metadata["ignored_columns"] = MetadataValue.json(result.ignored_columns)
-    if result.custom_columns:
-        metadata["custom_columns"] = MetadataValue.json(result.custom_columns)
-    if result.rejected_columns:
-        metadata["rejected_columns"] = MetadataValue.json(result.rejected_columns)
-    if result.skipped_files:
-        metadata["skipped_files"] = MetadataValue.json(result.skipped_files)
+    for name in ("appended_files", "ignored_columns", "custom_columns", "rejected_columns", "skipped_files"):
+        if value := getattr(result, name):  # shown only when there is something to show
+            metadata[name] = MetadataValue.json(value)
     return metadata
 
 

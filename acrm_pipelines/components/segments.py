@@ -46,7 +46,8 @@ from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.compile import explain_sql
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
-from acrm_pipelines.segments.history import ensure_tables, evaluated_dates_of, fixed_membership, record
+from acrm_pipelines.segments.history import ensure_tables, fixed_membership, record
+from acrm_pipelines.segments.members import evaluated_dates_of
 from acrm_pipelines.segments.spec import AllGroup, AnyGroup, BehaviourCondition, NotGroup, Segment
 from acrm_pipelines.segments.validate import SegmentSet
 from acrm_pipelines.wiring.load import current

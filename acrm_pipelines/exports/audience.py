@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.segments.dates import cutoff, window_start
-from acrm_pipelines.segments.history import segment_members_sql
+from acrm_pipelines.segments.members import segment_members_sql
 
 # channel -> (consent column or None, opt-out columns): what suppresses a customer on that channel.
 CHANNEL_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {

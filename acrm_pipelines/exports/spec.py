@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from acrm_pipelines.segments.spec import KEY_PATTERN, Window, _parse_window
+from acrm_pipelines.segments.spec import KEY_PATTERN, Window, parse_window
 
 # The environment variables a definition may read. Tokens and DSNs have disjoint names, so a token_env
 # cannot name a DSN (and send it as a bearer token), nor a dsn_env a token (and print it in a parse error).
@@ -77,7 +77,7 @@ class FrequencyCap(Strict):
     """At most `max` messages per customer on the export's channel within `per` (sent + exported)."""
 
     max: int = Field(ge=1)
-    per: Annotated[Window, BeforeValidator(_parse_window)]
+    per: Annotated[Window, BeforeValidator(parse_window)]
 
 
 PATH_PLACEHOLDERS = ("key", "as_of", "campaign", "type")

@@ -9,21 +9,20 @@ import calendar
 import re
 from datetime import date, datetime, timedelta
 
+from dateutil.relativedelta import relativedelta
+
 from acrm_pipelines.segments.spec import Window
 
 RELATIVE_RE = re.compile(r"today|[+-][0-9]{1,5}[dwMy]")
 MONTH_DAY_RE = re.compile(r"^([0-9]{2})-([0-9]{2})$")
 
 
-def add_months(day: date, months: int) -> date:
-    """Calendar months; the day is clipped to the month's length (31 Mar − 1M = 29 Feb or 28 Feb)."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
-
-
 def relative(value: str, as_of: date) -> date:
-    """`today`, `-90d`, `+3d`, `-2w`, `-3M`, `+1y` from the as-of date."""
+    """`today`, `-90d`, `+3d`, `-2w`, `-3M`, `+1y` from the as-of date.
+
+    Months and years are calendar ones: the day is clipped to the month's length (31 Mar − 1M = 29 Feb or 28 Feb;
+    29 Feb + 1y = 28 Feb), as `relativedelta` does.
+    """
     if value == "today":
         return as_of
     n, unit = int(value[:-1]), value[-1]
@@ -31,7 +30,7 @@ def relative(value: str, as_of: date) -> date:
         return as_of + timedelta(days=n)
     if unit == "w":
         return as_of + timedelta(weeks=n)
-    return add_months(as_of, n if unit == "M" else 12 * n)
+    return as_of + (relativedelta(months=n) if unit == "M" else relativedelta(years=n))
 
 
 def is_relative(value: object) -> bool:
@@ -82,5 +81,4 @@ def window_start(window: Window, as_of: date) -> datetime:
         return end - timedelta(days=window.n)
     if window.unit == "w":
         return end - timedelta(weeks=window.n)
-    months = window.n if window.unit == "M" else 12 * window.n
-    return datetime.combine(add_months(end.date(), -months), datetime.min.time())
+    return end - (relativedelta(months=window.n) if window.unit == "M" else relativedelta(years=window.n))

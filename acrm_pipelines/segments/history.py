@@ -3,13 +3,8 @@
 `segments.snapshots` holds each segment's membership on its first evaluated date as a sparse bitset over
 the stable customer index (snapshots.py): O(members) bytes, not one row per member. `segments.changes`
 has one row per customer who entered, exited or changed arm in a segment on each later evaluated date.
-The members on day `d` are the snapshot's (when it is dated on or before `d`), updated by each customer's
-latest change after it up to `d`: an exit removes them, an enter or rearm sets their arm; so a day between
-two evaluations reads the earlier one. `members_sql` is the one definition of that relation; every reader
-(members_at, segments_of, the exports' audience and check, the backfill's diffs) uses it.
-The view `segments.changelog` shows the snapshot as entries beside the changes (one row per entry, exit
-and rearm, what `segments.changes` held before snapshots), and `segments.membership` the same history as
-validity intervals (`valid_from` ≤ d < `valid_to`, open when `valid_to` is null).
+Who is a member on a day (the snapshot updated by each customer's latest change up to it) is read through
+members.py, the one public reader, which also holds the views `segments.changelog` and `segments.membership`.
 `segments.evaluations` has one row per segment and evaluated date: size, entered, exited, arms.
 
 Recording a segment's first date writes its snapshot. Recording the day after the latest one (the
@@ -34,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from acrm_pipelines.segments import snapshots, state
+from acrm_pipelines.segments import members, snapshots, state
 from acrm_pipelines.segments.evaluate import Evaluation, Fixed
+from acrm_pipelines.segments.members import EXIT, latest_changes_sql, members_at
 
 SCHEMA = "segments"
 
@@ -51,60 +47,10 @@ DDL = [
     # A stable number per customer, so that day-to-day membership bitsets line up.
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.customer_index (customer_id VARCHAR PRIMARY KEY, idx BIGINT NOT NULL)",
     snapshots.DDL,
-    # The snapshot as entries beside the changes: one row per entry, exit and rearm.
-    f"""CREATE OR REPLACE VIEW {SCHEMA}.changelog AS
-        SELECT segment_key, customer_id, as_of, kind, arm FROM {SCHEMA}.changes
-        UNION ALL
-        SELECT x.segment_key, i.customer_id, x.as_of, 'enter' AS kind, x.arm
-        FROM ({snapshots.expand_sql(snapshots.TABLE)}) x JOIN {SCHEMA}.customer_index i ON i.idx = x.idx""",
-    f"""CREATE OR REPLACE VIEW {SCHEMA}.membership AS
-        SELECT segment_key, customer_id, arm, valid_from, valid_to FROM (
-            SELECT segment_key, customer_id, arm, kind, as_of AS valid_from,
-                lead(as_of) OVER (PARTITION BY segment_key, customer_id ORDER BY as_of) AS valid_to
-            FROM {SCHEMA}.changelog)
-        WHERE kind <> 'exit'""",
+    *members.VIEWS,
 ]
 # `segment_key` among a list parameter (list_contains(?, segment_key) is far slower on large lists).
 IN_KEYS = "segment_key IN (SELECT unnest(?::VARCHAR[]))"
-
-
-def members_sql(days: str, customer: bool = False, source: str = snapshots.TABLE) -> str:
-    """SQL of (segment_key, customer_id, arm): the members of each segment on its day, for the rows
-    (segment_key, day) of the relation `days` (SQL text; its parameters come first). The one definition of
-    "members of a segment on a day": every reader uses it.
-
-    The members are the segment's snapshot (if dated on or before the day) updated by each customer's
-    latest change after it, up to the day. The arm is the latest one that is not null, as `arg_max` over
-    one row per entry, exit and rearm gives (the changes are all later than the snapshot). With
-    `customer`, one more parameter: only that customer's rows. `source`: where the snapshots are.
-    """
-    who, near, index, only = "", "", f"{SCHEMA}.customer_index", ""
-    if customer:
-        who = f""", _one AS (SELECT ?::VARCHAR AS customer_id),
-        _who AS (SELECT i.customer_id, i.idx FROM {SCHEMA}.customer_index i JOIN _one USING (customer_id))"""
-        # the customer's own row, or the row of the 64 indexes holding it
-        near = f"AND s.pos IN (SELECT idx FROM _who UNION ALL SELECT idx - idx % {snapshots.WORD} FROM _who)"
-        index, only = "_who", "AND c.customer_id IN (SELECT customer_id FROM _one)"
-    return f"""
-        WITH _d AS ({days}){who},
-        _s AS (
-            SELECT s.* FROM {source} s JOIN _d ON s.segment_key = _d.segment_key AND s.as_of <= _d.day {near}),
-        _b AS (
-            SELECT x.segment_key, i.customer_id, x.arm
-            FROM ({snapshots.expand_sql("_s")}) x JOIN {index} i ON i.idx = x.idx),
-        _l AS (
-            SELECT c.segment_key, c.customer_id, arg_max(c.kind, c.as_of) AS kind, arg_max(c.arm, c.as_of) AS arm
-            FROM {SCHEMA}.changes c JOIN _d ON c.segment_key = _d.segment_key AND c.as_of <= _d.day {only}
-            GROUP BY 1, 2)
-        SELECT coalesce(l.segment_key, b.segment_key) AS segment_key,
-            coalesce(l.customer_id, b.customer_id) AS customer_id, coalesce(l.arm, b.arm) AS arm
-        FROM _b b FULL OUTER JOIN _l l ON l.segment_key = b.segment_key AND l.customer_id = b.customer_id
-        WHERE coalesce(l.kind, 'enter') <> 'exit'"""
-
-
-def segment_members_sql(source: str = snapshots.TABLE) -> str:
-    """`members_sql` of one segment on one day: two parameters, the segment key and the day."""
-    return members_sql("SELECT ?::VARCHAR AS segment_key, ?::DATE AS day", source=source)
 
 
 @dataclass(frozen=True)
@@ -436,7 +382,7 @@ GENERAL_CHUNK = 200  # segments rebuilt at a time: at 10M customers, ~250 MB of 
 
 
 def _memberships(con: duckdb.DuckDBPyConnection, days: dict[str, date | None], size: int) -> dict[str, _Members]:
-    """The membership of each segment on its day (as `members_sql` defines it), for the days not None."""
+    """The membership of each segment on its day (as `members.members_sql` reads it), for the days not None."""
     nbytes = (size + 7) // 8
     known = [(k, day) for k, day in days.items() if day is not None]
     if not known:
@@ -454,10 +400,8 @@ def _memberships(con: duckdb.DuckDBPyConnection, days: dict[str, date | None], s
         JOIN _acrm_wanted w ON s.segment_key = w.segment_key AND s.as_of <= w.day"""
     ).to_arrow_table()
     last = con.sql(
-        f"""SELECT w.k, i.idx, arg_max(c.kind, c.as_of) = 'exit' AS gone, arg_max(c.arm, c.as_of) AS arm
-        FROM {SCHEMA}.changes c JOIN _acrm_wanted w ON c.segment_key = w.segment_key AND c.as_of <= w.day
-        JOIN {SCHEMA}.customer_index i ON i.customer_id = c.customer_id
-        GROUP BY w.k, i.idx"""
+        f"""SELECT w.k, i.idx, l.kind = '{EXIT}' AS gone, l.arm FROM ({latest_changes_sql("_acrm_wanted")}) l
+        JOIN _acrm_wanted w USING (segment_key) JOIN {SCHEMA}.customer_index i USING (customer_id)"""
     ).to_arrow_table()
     con.execute("DROP TABLE _acrm_wanted")
     names, snap_arm, last_arm = _arm_codes(snap.column("arm"), last.column("arm"))
@@ -615,63 +559,7 @@ def _rewrite(
 # --- reading ----------------------------------------------------------------------------------------------
 
 
-def evaluated_dates(con: duckdb.DuckDBPyConnection, key: str) -> list[date]:
-    return evaluated_dates_of(con, [key])[key]
-
-
-def evaluated_dates_of(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, list[date]]:
-    """The evaluated dates of each of `keys`, oldest first, in one query (not one per segment)."""
-    out: dict[str, list[date]] = {k: [] for k in keys}
-    if not _exists(con) or not keys:
-        return out
-    rows = con.execute(
-        f"SELECT segment_key, list(as_of ORDER BY as_of) FROM {SCHEMA}.evaluations WHERE {IN_KEYS} GROUP BY 1",
-        [list(keys)],
-    ).fetchall()
-    out.update(dict(rows))
-    return out
-
-
-def members_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[tuple[str, str | None]]:
-    """(customer_id, arm) of `key` on `day`, from the latest evaluation on or before it."""
-    if not _exists(con):
-        return []
-    return con.execute(
-        f"SELECT customer_id, arm FROM ({segment_members_sql(_source(con))}) ORDER BY 1",
-        [key, day],
-    ).fetchall()
-
-
-def segments_of(con: duckdb.DuckDBPyConnection, customer_id: str, day: date) -> list[tuple[str, str | None]]:
-    """(segment_key, arm) of the segments `customer_id` was in on `day`."""
-    if not _exists(con):
-        return []
-    days = f"SELECT DISTINCT segment_key, ?::DATE AS day FROM {SCHEMA}.evaluations"
-    return con.execute(
-        f"SELECT segment_key, arm FROM ({members_sql(days, customer=True, source=_source(con))}) ORDER BY 1",
-        [day, customer_id],
-    ).fetchall()
-
-
 def fixed_membership(con: duckdb.DuckDBPyConnection, key: str, day: date) -> Fixed:
     rows = members_at(con, key, day)
     arms = [a for _, a in rows]
     return Fixed([c for c, _ in rows], arms if any(a is not None for a in arms) else None)
-
-
-def _source(con: duckdb.DuckDBPyConnection) -> str:
-    """The snapshots table; none yet (a file last recorded before snapshots, opened read-only): no rows."""
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'snapshots'",
-        [SCHEMA],
-    ).fetchall()[0][0]
-    return snapshots.TABLE if found else snapshots.EMPTY
-
-
-def _exists(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'evaluations'",
-            [SCHEMA],
-        ).fetchone()[0]
-    )

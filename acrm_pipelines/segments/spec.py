@@ -116,7 +116,9 @@ class Window(Strict):
         return f"{self.n}{self.unit}"
 
 
-def _parse_window(value: Any) -> Any:
+def parse_window(value: Any) -> Any:
+    """A window written "30d" as {"n": 30, "unit": "d"} for `Window` (anything else as given): public, so
+    that exports' frequency caps take the same syntax as behaviour conditions."""
     if isinstance(value, str):
         match = WINDOW_RE.match(value.strip())
         if not match:
@@ -191,7 +193,7 @@ class BehaviourCondition(Strict):
     event: EventFilter | None = None
     message: MessageFilter | None = None
     bonus: BonusFilter | None = None
-    within: Annotated[Window, BeforeValidator(_parse_window)]
+    within: Annotated[Window, BeforeValidator(parse_window)]
     count: Comparison | None = None
     distinct_days: Comparison | None = None
     sum_amount: Comparison | None = None

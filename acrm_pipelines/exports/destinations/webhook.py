@@ -35,6 +35,7 @@ from decimal import Decimal
 
 import httpcore
 import httpx
+import tenacity
 
 from acrm_pipelines.exports.destinations.base import Delivery, DeliveryFailed, Job, batch_key
 from acrm_pipelines.exports.spec import (
@@ -72,6 +73,10 @@ for _name in HTTP_LOGGERS:
 
 class HostRefused(Exception):
     """The webhook's host (or what its name resolves to) is not allowed; nothing was sent to it."""
+
+
+class _Retryable(Exception):
+    """A 5xx answer or a transport error (its text: the status or the error's type, never the URL)."""
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -219,32 +224,43 @@ class Webhook:
         self, client: httpx.Client, dest, body: str, headers: dict, result: Delivery, job: Job, secrets: list[str]
     ):
         url = redact_url(dest.url)
-        last = ""
-        for attempt in range(dest.max_attempts):
+
+        def attempt() -> tuple[str, str]:
             result.attempts += 1
             try:
                 # follow_redirects=False is httpx's default; said here because a redirect must never be followed.
                 response = client.post(dest.url, content=body, headers=headers, follow_redirects=False)
             except httpx.TransportError as err:  # timeouts and refused connections (the type only: no URL)
-                last = f"{type(err).__name__}"
-            else:
-                if response.status_code < 300:
-                    return "sent", ""
-                if response.status_code < 400:  # a redirect: retrying cannot help, following could leak
-                    target = redact(response.headers.get("location", "(no Location)"), secrets)[:200]
-                    raise DeliveryFailed(
-                        f"export {job.key}: {url} answered HTTP {response.status_code} (a redirect to {target}); "
-                        f"redirects are not followed: put the final URL in the definition; "
-                        f"{len(result.sent)} rows were delivered before"
-                    )
-                if response.status_code < 500:
-                    # Redacted before it is cut to 200 characters: a cut secret would no longer be recognised.
-                    text = redact(response.text[:10_000], secrets)[:200]
-                    return "rejected", f"HTTP {response.status_code}: {text}"
-                last = f"HTTP {response.status_code}"
-            if attempt + 1 < dest.max_attempts:
-                time.sleep(dest.backoff_seconds * 2**attempt)
-        raise DeliveryFailed(
+                raise _Retryable(type(err).__name__) from None
+            if response.status_code < 300:
+                return "sent", ""
+            if response.status_code < 400:  # a redirect: retrying cannot help, following could leak
+                target = redact(response.headers.get("location", "(no Location)"), secrets)[:200]
+                raise DeliveryFailed(
+                    f"export {job.key}: {url} answered HTTP {response.status_code} (a redirect to {target}); "
+                    f"redirects are not followed: put the final URL in the definition; "
+                    f"{len(result.sent)} rows were delivered before"
+                )
+            if response.status_code < 500:
+                # Redacted before it is cut to 200 characters: a cut secret would no longer be recognised.
+                text = redact(response.text[:10_000], secrets)[:200]
+                return "rejected", f"HTTP {response.status_code}: {text}"
+            raise _Retryable(f"HTTP {response.status_code}")
+
+        # Only a 5xx answer or a transport error is tried again, after backoff_seconds × 2^(attempts so far − 1);
+        # anything else raised (a redirect, a refused host) ends the delivery at once.
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(dest.max_attempts),
+            wait=tenacity.wait_exponential(multiplier=dest.backoff_seconds, exp_base=2),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            sleep=time.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as err:
+            last = str(err)
+        raise DeliveryFailed(  # outside the handler: no chained exception
             f"export {job.key}: {url} failed {dest.max_attempts} times (last: {last}); "
             f"{len(result.sent)} rows were delivered before; re-run the export to resume (same batch keys)"
         )
