@@ -138,7 +138,7 @@ def _read_only(settings: Settings):
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
-    from acrm_pipelines.features.history import FeaturesNotBuilt, current_day, day_to_read
+    from acrm_pipelines.features.history import FeaturesNotBuilt, current_day, day_to_read, feature_columns
     from acrm_pipelines.segments.catalogue import load_catalogue
     from acrm_pipelines.segments.compile import explain_sql
 
@@ -152,12 +152,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
                 day = day_to_read(con, as_of)
             if day == current_day(con):
                 day = None
-            types = dict(
-                con.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
-                ).fetchall()
-            )
+            types = feature_columns(con)
     if day is not None and args.dialect != "duckdb":
         print(
             f"note: the features of {day} are in DuckDB's history only; this SQL reads the current ones",

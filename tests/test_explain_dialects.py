@@ -33,10 +33,11 @@ from psycopg import sql
 from sqlglot import exp
 
 from acrm_pipelines.cli import main
-from acrm_pipelines.segments.catalogue import MART_YML, load_catalogue
+from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.compile import CompileError, explain_sql
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.validate import load_segments
+from acrm_pipelines.settings import DBT_PROJECT_DIR
 from tests.pg_server import postgres_dsn  # noqa: F401 - the session fixture
 from tests.segment_fixtures import FACTS
 
@@ -234,6 +235,9 @@ FACT_ROWS = {
         ("c_bor", ts("2024-03-30 10:00:00"), Decimal("100.00"), "purchase"),
     ],
 }
+
+
+MART_YML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"  # read here, apart from the code
 
 
 def feature_columns() -> dict[str, str]:

@@ -8,7 +8,7 @@ Each asset has a Great Expectations check over the table it holds.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import dagster as dg
 from dagster import (
@@ -27,6 +27,7 @@ from acrm_pipelines.ingest.contract import TABLES, TableSpec
 from acrm_pipelines.ingest.expectations import validate_loaded_table
 from acrm_pipelines.ingest.incremental import load_table_if_changed
 from acrm_pipelines.ingest.loader import LoadResult
+from acrm_pipelines.segments.dates import cutoff
 from acrm_pipelines.settings import Settings
 from acrm_pipelines.wiring.load import current
 from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN, daily_partitions
@@ -138,7 +139,7 @@ def build_freshness_check(table_name: str, column: str, settings: Settings, part
     )
     def _check(context, duckdb: DuckDBResource) -> AssetCheckResult:
         as_of = date.fromisoformat(context.partition_key)
-        end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+        end = cutoff(as_of)
         with duckdb.get_connection() as con:
             latest = con.execute(f"SELECT max({column}) FROM raw.{table_name} WHERE {column} < ?", [end]).fetchone()[0]
         if latest is None:

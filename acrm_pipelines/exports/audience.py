@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from acrm_pipelines.exports.spec import Export
+from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.dates import cutoff, window_start
 from acrm_pipelines.segments.members import segment_members_sql
 
@@ -77,17 +78,9 @@ def field_sql(name: str, spec) -> str:
     return f"{fmt} AS {_ident(name)}"
 
 
-def _feature_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
     """Members of the export's segment (and arm) on `as_of` with their decision and output fields."""
-    columns = _feature_columns(con)
+    columns = set(feature_columns(con))
     consent, opt_outs = CHANNEL_RULES[export.channel]
     checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
     if consent and consent in columns:

@@ -37,6 +37,17 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     )
 
 
+def feature_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The columns of `marts.customer_features` as the DuckDB file has them (custom_* included): name → SQL
+    type, in table order; empty before the first build."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        list(CURRENT),
+    ).fetchall()
+    return dict(rows)
+
+
 def built_days(con: duckdb.DuckDBPyConnection) -> list[date]:
     """Every day whose features were built, oldest first (empty before the first build)."""
     if not table_exists(con, "marts", "customer_features_dates"):

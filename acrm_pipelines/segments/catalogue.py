@@ -1,24 +1,27 @@
 """The feature catalogue the segment language may use: `marts.customer_features` columns and types.
 
-The source of truth is the dbt model's YAML (dbt_project/models/marts/customer_features.yml), so the
-validator needs no database. `custom_*` columns exist only once data is loaded: their types are read
+The source of truth is the dbt model's YAML (dbt_project/models/marts/customer_features.yml), read from
+dbt's manifest (the one dagster-dbt loads, written by `make setup`'s `dbt parse`), so the validator needs
+no database. `custom_*` columns exist only once data is loaded: their types are read
 from the DuckDB file when it has the mart, and otherwise any `custom_*` name is accepted as `any`.
 Columns with `meta: {personal: true}` there hold personal data (names, contacts, birth date).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import duckdb
-import yaml
 
+from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.settings import DBT_PROJECT_DIR
 
 Kind = Literal["text", "number", "date", "timestamp", "boolean", "list", "any"]
-MART_YML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+MODEL = "customer_features"
 
 
 def kind_of(sql_type: str) -> Kind:
@@ -65,22 +68,20 @@ def _personal(column: dict) -> bool:
 
 
 def load_catalogue(duckdb_path: Path | None = None) -> Catalogue:
-    spec = yaml.safe_load(MART_YML.read_text())
-    model = next(m for m in spec["models"] if m["name"] == "customer_features")
-    columns: dict[str, Kind] = {c["name"]: kind_of(c.get("data_type", "")) for c in model["columns"]}
-    cat = Catalogue(columns, personal=frozenset(c["name"] for c in model["columns"] if _personal(c)))
+    if not MANIFEST.exists():
+        raise FileNotFoundError(f"{MANIFEST} is missing: run `make setup` (it runs `dbt parse`)")
+    nodes = json.loads(MANIFEST.read_text())["nodes"].values()
+    model = next(n for n in nodes if n["resource_type"] == "model" and n["name"] == MODEL)
+    declared = model["columns"].values()
+    columns: dict[str, Kind] = {c["name"]: kind_of(c.get("data_type") or "") for c in declared}
+    cat = Catalogue(columns, personal=frozenset(c["name"] for c in declared if _personal(c)))
     if duckdb_path is not None and duckdb_path.exists():
         try:
             with duckdb.connect(str(duckdb_path), read_only=True) as con:
-                rows = con.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
-                ).fetchall()
+                found = feature_columns(con)
         except duckdb.Error:
-            rows = []  # the file is busy with a writer: fall back to the YAML
-        if rows:
+            found = {}  # the file is busy with a writer: the declared columns only
+        if found:
             cat.custom_known = True
-            for name, sql_type in rows:
-                if name.startswith("custom_"):
-                    cat.columns[name] = kind_of(sql_type)
+            cat.columns |= {name: kind_of(t) for name, t in found.items() if name.startswith("custom_")}
     return cat

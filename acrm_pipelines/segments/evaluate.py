@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.atoms import Atoms, Plan
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
@@ -91,14 +92,11 @@ class Fixed:
 
 def connection_catalogue(con: duckdb.DuckDBPyConnection) -> Catalogue:
     """The catalogue as the DuckDB file has it (every column, custom_* included, with real types)."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'marts' AND table_name = 'customer_features'"
-    ).fetchall()
-    if not rows:
+    columns = feature_columns(con)
+    if not columns:
         raise RuntimeError("marts.customer_features is missing: build the features before the segments")
     # custom_* columns this landing folder lacks still compile (they read as null), as validation allowed.
-    return Catalogue({name: kind_of(t) for name, t in rows}, custom_known=False)
+    return Catalogue({name: kind_of(t) for name, t in columns.items()}, custom_known=False)
 
 
 def _pack(mask: np.ndarray) -> np.ndarray:
