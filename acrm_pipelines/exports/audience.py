@@ -13,12 +13,12 @@ from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
-from sqlglot import exp
 
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.dates import cutoff, window_start
 from acrm_pipelines.segments.members import segment_members_sql
+from acrm_pipelines.sql import ident, lit
 
 # channel -> (consent column or None, opt-out columns): what suppresses a customer on that channel.
 CHANNEL_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -55,15 +55,10 @@ class Audience:
         return {row["decision"]: row["customer_id_count"] for row in counts}
 
 
-def _ident(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-
 def field_sql(name: str, spec) -> str:
     if spec.const is not None:
-        value = exp.convert(spec.const).sql("duckdb")
-        return f"{value} AS {_ident(name)}"
-    col = f"f.{_ident(spec.feature)}"
+        return f"{lit(spec.const)} AS {ident(name)}"
+    col = f"f.{ident(spec.feature)}"
     fmt = {
         None: col,
         "upper": f"upper({col})",
@@ -75,7 +70,7 @@ def field_sql(name: str, spec) -> str:
         "round2": f"round(CAST({col} AS DOUBLE), 2)",
         "int": f"CAST({col} AS BIGINT)",
     }[spec.format]
-    return f"{fmt} AS {_ident(name)}"
+    return f"{fmt} AS {ident(name)}"
 
 
 def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
@@ -84,11 +79,11 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
     consent, opt_outs = CHANNEL_RULES[export.channel]
     checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
     if consent and consent in columns:
-        checks.append(f"WHEN NOT coalesce(f.{_ident(consent)}, false) THEN 'no_consent'")
+        checks.append(f"WHEN NOT coalesce(f.{ident(consent)}, false) THEN 'no_consent'")
     for column in opt_outs:
         if column in columns:
             reason = "complained" if column == "complained" else "unsubscribed"
-            checks.append(f"WHEN coalesce(f.{_ident(column)}, false) THEN '{reason}'")
+            checks.append(f"WHEN coalesce(f.{ident(column)}, false) THEN '{reason}'")
     member_params: list = [export.segment.segment, as_of]
     arm_filter = ""
     if export.segment.arm is not None:
@@ -114,7 +109,7 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
         cap_params += [export.key, as_of, export.key, as_of]
         checks.append(f"WHEN coalesce(cap.n, 0) >= {int(cap.max)} THEN 'frequency_cap'")
     if export.hold_out_arm:
-        checks.append(f"WHEN m.arm = {exp.Literal.string(export.hold_out_arm).sql('duckdb')} THEN 'held_back'")
+        checks.append(f"WHEN m.arm = {lit(export.hold_out_arm)} THEN 'held_back'")
     fields = "".join(f", {field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
     sql = f"""
         WITH m AS (

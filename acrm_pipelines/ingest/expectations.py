@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from acrm_pipelines.ingest.contract import STATUSES, TableSpec
-from acrm_pipelines.ingest.sql import ident, table
+from acrm_pipelines.sql import ident, table
 
 DEFAULT_MAX_ROWS = 2_000_000
 E164 = r"^\+[1-9][0-9]{6,14}$"

@@ -30,7 +30,7 @@ from acrm_pipelines.ingest.loader import (
     stage_files,
     write_staged,
 )
-from acrm_pipelines.ingest.sql import ident, table
+from acrm_pipelines.sql import ident, table
 
 LOADS = table(RAW_SCHEMA, "loads")
 LOADS_DDL = f"""

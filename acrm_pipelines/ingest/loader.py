@@ -35,8 +35,8 @@ from acrm_pipelines.ingest.contract import (
     TableSpec,
 )
 from acrm_pipelines.ingest.phones import normalise_phones
-from acrm_pipelines.ingest.sql import ident, lit, table
 from acrm_pipelines.settings import Settings
+from acrm_pipelines.sql import ident, lit, table
 
 RAW_SCHEMA = "raw"
 SUFFIXES = (".csv", ".parquet")

@@ -1,0 +1,21 @@
+"""Quoting helpers for SQL written as text outside dbt: every name or text from a file or a definition that
+reaches such SQL goes through these (sqlglot's quoting), never a raw f-string. SQL built as a tree (the
+segment compiler, segments/compile.py) uses sqlglot's expressions directly."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+
+def ident(name: str) -> str:
+    """A quoted DuckDB identifier (file headers are untrusted text)."""
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def lit(value: str | int | float | bool | None) -> str:
+    """A DuckDB literal: a quoted string, a number, TRUE/FALSE or NULL."""
+    return exp.convert(value).sql("duckdb")
+
+
+def table(schema: str, name: str) -> str:
+    return f"{ident(schema)}.{ident(name)}"
