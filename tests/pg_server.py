@@ -5,7 +5,8 @@ PostgreSQL refuses to run as root, so under root the data folder belongs to the 
 every server command runs as that user (`runuser`, else `su`); otherwise it runs as the current user.
 Authentication is `trust`: the server listens on 127.0.0.1 only and lives as long as the test session.
 
-Use it from a test module with `from tests.pg_server import postgres_dsn  # noqa: F401`.
+tests/conftest.py registers this module as a plugin (`pytest_plugins`): a test or fixture asks for
+`postgres_dsn` like any fixture.
 """
 
 from __future__ import annotations

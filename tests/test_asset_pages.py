@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterInstance
 from acrm_pipelines.definitions import build_definitions
 from acrm_pipelines.segments.members import members_at
 from acrm_pipelines.settings import DBT_PROJECT_DIR
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 
 
 def _documents(folder: Path) -> dict[str, dict]:
@@ -37,7 +37,7 @@ def _same(a, b) -> bool:  # dates in the file are text in the page: compare as J
     return json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
 
 
-def test_asset_descriptions(tmp_path: Path, demo_landing: Path) -> None:
+def test_asset_descriptions(tmp_path: Path, demo_landing: Path, make_settings) -> None:
     settings = make_settings(tmp_path, demo_landing, with_exports=True)
     graph = build_definitions(settings).resolve_asset_graph()
     files = _documents(settings.segments_dir)
@@ -56,7 +56,9 @@ def test_asset_descriptions(tmp_path: Path, demo_landing: Path) -> None:
         assert description.startswith(models[key.path[-1]]), key
 
 
-def test_each_materialization_shows_the_sql_that_selects_its_members(tmp_path: Path, demo_landing: Path) -> None:
+def test_each_materialization_shows_the_sql_that_selects_its_members(
+    tmp_path: Path, demo_landing: Path, make_settings, run_pipeline
+) -> None:
     settings = make_settings(tmp_path, demo_landing, with_exports=True)
     instance = DagsterInstance.ephemeral()
     run_pipeline(settings, DEMO_END.isoformat(), instance)

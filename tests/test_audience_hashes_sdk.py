@@ -37,7 +37,6 @@ from acrm_pipelines.exports.destinations.audiences import META as META_COLUMNS
 from acrm_pipelines.exports.destinations.audiences import normalise
 from acrm_pipelines.exports.run import run_export
 from acrm_pipelines.ingest.phones import normalise_phone
-from tests.export_fixtures import make_db, one_export
 
 GOOGLE = "google_customer_match"
 META = "meta_custom_audience"
@@ -406,7 +405,7 @@ FIELDS = {"customer_id": "customer_id", **{f: f for f in FEATURES}}
 
 
 @pytest.mark.parametrize("platform", [GOOGLE, META])
-def test_the_audience_file_matches_the_sdk(tmp_path: Path, platform: str) -> None:
+def test_the_audience_file_matches_the_sdk(tmp_path: Path, platform: str, make_db, one_export) -> None:
     by_feature = {f: [c for c in CASES if c.feature == f] for f in FEATURES}
     n = max(len(v) for v in by_feature.values())
     people = []

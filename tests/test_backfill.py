@@ -16,8 +16,6 @@ from dagster import AssetKey, DagsterInstance
 from acrm_pipelines.automation.runner import backfill
 from acrm_pipelines.definitions import build_definitions
 from acrm_pipelines.segments.members import members_at
-from tests.conftest import make_settings
-from tests.test_loader import write_csv
 
 DAYS = [date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)]
 SEGMENTS = """\
@@ -58,7 +56,9 @@ def memberships(settings) -> dict:
         }
 
 
-def test_backfill_after_later_rows_gives_the_same_features_and_membership(tmp_path: Path) -> None:
+def test_backfill_after_later_rows_gives_the_same_features_and_membership(
+    tmp_path: Path, write_csv, make_settings
+) -> None:
     land = tmp_path / "landing"
     write_csv(
         land / "customers.csv",

@@ -26,8 +26,7 @@ from acrm_pipelines.definitions import build_definitions
 from acrm_pipelines.exports.destinations.base import DeliveryFailed
 from acrm_pipelines.exports.destinations.files import write_delivered
 from acrm_pipelines.settings import REPO_ROOT
-from tests.conftest import DEMO_END, make_settings
-from tests.pg_server import postgres_dsn  # noqa: F401 - the session fixture
+from tests.cases.demo import DEMO_END
 
 LIVE = DEMO_END
 PAST = [DEMO_END - timedelta(days=2), DEMO_END - timedelta(days=1)]
@@ -61,7 +60,7 @@ def hook() -> Iterator[ThreadingHTTPServer]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, demo_landing: Path, hook, postgres_dsn, monkeypatch):  # noqa: F811 - the fixture
+def project(tmp_path: Path, demo_landing: Path, hook, postgres_dsn, monkeypatch, make_settings):
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
     monkeypatch.setenv("ACRM_POSTGRES_DSN", postgres_dsn)

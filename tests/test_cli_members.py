@@ -19,8 +19,6 @@ import pytest
 from acrm_pipelines.cli import main
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.history import record
-from tests.export_fixtures import set_features
-from tests.segment_fixtures import segment_set
 
 SEGMENTS = """\
 key: big
@@ -53,7 +51,7 @@ def features(amounts: dict[str, int]) -> list[dict]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
+def project(tmp_path: Path, monkeypatch, segment_set, set_features) -> Path:
     db = tmp_path / "acrm.duckdb"
     segments = segment_set(tmp_path, SEGMENTS)
     with duckdb.connect(str(db)) as con:
@@ -215,7 +213,7 @@ def test_segments_of_on_a_day_without_evaluations(project, capsys) -> None:
     )
 
 
-def test_segments_of_with_no_history_at_all(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_segments_of_with_no_history_at_all(tmp_path: Path, monkeypatch, capsys, segment_set, set_features) -> None:
     db = tmp_path / "acrm.duckdb"
     with duckdb.connect(str(db)) as con:
         set_features(con, features({"c1": 150}))

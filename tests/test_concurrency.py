@@ -31,8 +31,6 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from tests.test_loader import write_csv
-
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 JOB = "acrm_daily"
@@ -57,7 +55,7 @@ EXPECTED_EVALUATIONS = [  # segment_key, as_of, size, entered, exited
 ]
 
 
-def _environment(tmp: Path, home: Path) -> dict[str, str]:
+def _environment(tmp: Path, home: Path, write_csv) -> dict[str, str]:
     land = tmp / "landing"
     write_csv(
         land / "customers.csv",
@@ -126,13 +124,15 @@ def _errors(instance: DagsterInstance, run_id: str) -> list[str]:
 
 
 @pytest.mark.timeout(WAIT_SECONDS + 120)
-def test_nightly_refresh_and_backfill_started_together_run_one_after_another(tmp_path: Path, monkeypatch) -> None:
+def test_nightly_refresh_and_backfill_started_together_run_one_after_another(
+    tmp_path: Path, monkeypatch, write_csv
+) -> None:
     """A nightly run (D3), a refresh (D3) and a backfill (D1..D2, two runs), submitted at once with the
     repo's `dagster.yaml`: all four succeed, never two at a time, and the DuckDB file has every partition."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = _environment(tmp_path, home)
+    env = _environment(tmp_path, home, write_csv)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
     with DagsterInstance.get() as instance:

@@ -24,7 +24,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from tests.conftest import DEMO_END
+from tests.cases.demo import DEMO_END
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = DEMO_END.isoformat()

@@ -9,7 +9,6 @@ from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from acrm_pipelines.features.dbt import dbt_build_args
 from acrm_pipelines.features.incremental import Plan
-from tests.conftest import make_settings
 
 
 def test_dbt_args_carry_the_partition_date() -> None:
@@ -25,7 +24,7 @@ def test_dbt_args_carry_the_partition_date() -> None:
     ]
 
 
-def test_definitions_have_the_raw_to_marts_graph(tmp_path: Path) -> None:
+def test_definitions_have_the_raw_to_marts_graph(tmp_path: Path, make_settings) -> None:
     from acrm_pipelines.definitions import build_definitions
 
     defs = build_definitions(make_settings(tmp_path, tmp_path / "landing"))
@@ -70,7 +69,7 @@ def test_definitions_have_the_raw_to_marts_graph(tmp_path: Path) -> None:
     assert defs.resolve_job_def("acrm_daily").partitions_def is not None
 
 
-def test_nightly_runs_yesterday_and_refresh_runs_today(tmp_path: Path) -> None:
+def test_nightly_runs_yesterday_and_refresh_runs_today(tmp_path: Path, make_settings) -> None:
     """Partitions reach today (for the intraday refresh); the nightly run is for the last complete day."""
     from dagster import build_schedule_context
 
@@ -99,7 +98,7 @@ def test_nightly_runs_yesterday_and_refresh_runs_today(tmp_path: Path) -> None:
     assert request.partition_key == "2026-11-26"
 
 
-def test_refresh_job_selects_the_marked_segment_what_it_reads_and_its_exports(tmp_path: Path) -> None:
+def test_refresh_job_selects_the_marked_segment_what_it_reads_and_its_exports(tmp_path: Path, make_settings) -> None:
     from acrm_pipelines.definitions import build_definitions
 
     defs = build_definitions(make_settings(tmp_path, tmp_path / "landing", with_exports=True))
@@ -115,7 +114,7 @@ def test_refresh_job_selects_the_marked_segment_what_it_reads_and_its_exports(tm
     }
 
 
-def test_every_duckdb_connection_gets_the_memory_limit(tmp_path: Path, monkeypatch) -> None:
+def test_every_duckdb_connection_gets_the_memory_limit(tmp_path: Path, monkeypatch, make_settings) -> None:
     """DuckDB's default (80 % of RAM) left no room for the segment engine at 10M customers."""
     import dataclasses
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from dagster import Definitions
 
-from tests.conftest import make_settings
-
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 
@@ -43,7 +41,7 @@ def describe(defs: Definitions) -> dict[str, Any]:
     }
 
 
-def test_the_definitions_match_their_snapshot(tmp_path: Path) -> None:
+def test_the_definitions_match_their_snapshot(tmp_path: Path, make_settings) -> None:
     from acrm_pipelines.definitions import build_definitions
 
     # The repo's own segments and exports, as the demo and the UI load them.

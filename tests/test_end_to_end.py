@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import make_settings, run_pipeline
-from tests.test_loader import write_csv
 
-
-def test_only_required_columns_run_end_to_end(tmp_path: Path) -> None:
+def test_only_required_columns_run_end_to_end(tmp_path: Path, write_csv, make_settings, run_pipeline) -> None:
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"], ["c"]])
     write_csv(
@@ -54,12 +48,7 @@ def test_only_required_columns_run_end_to_end(tmp_path: Path) -> None:
     ]
 
 
-def acrm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "acrm"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
-
-
-def test_cli_run_reports_missing_column_with_file_name(tmp_path: Path) -> None:
+def test_cli_run_reports_missing_column_with_file_name(tmp_path: Path, write_csv, acrm) -> None:
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"]])
     write_csv(land / "orders.csv", ["order_id", "customer_id", "ordered_at"], [["1", "a", "2024-01-01"]])
@@ -77,7 +66,7 @@ def test_cli_run_reports_missing_column_with_file_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("as_of", ["2024-13-01", "2023-12-31"])
-def test_cli_run_rejects_bad_or_out_of_range_dates(tmp_path: Path, as_of: str) -> None:
+def test_cli_run_rejects_bad_or_out_of_range_dates(tmp_path: Path, as_of: str, acrm) -> None:
     env = {
         "ACRM_LANDING_DIR": str(tmp_path),
         "ACRM_DUCKDB_PATH": str(tmp_path / "x.duckdb"),
@@ -89,7 +78,9 @@ def test_cli_run_rejects_bad_or_out_of_range_dates(tmp_path: Path, as_of: str) -
     assert "--as-of" in done.stderr
 
 
-def test_demo_data_with_the_example_segments_and_exports(demo_landing: Path, tmp_path: Path) -> None:
+def test_demo_data_with_the_example_segments_and_exports(
+    demo_landing: Path, tmp_path: Path, make_settings, run_pipeline
+) -> None:
     """The repo's own segments/ and exports/ run on generated data; every blocking check passes."""
     import csv
 
@@ -124,7 +115,7 @@ def test_demo_data_with_the_example_segments_and_exports(demo_landing: Path, tmp
     assert summary.exports["spring_email_file"]["sent"] == statuses["sent"]
 
 
-def test_stale_raw_activity_warns(tmp_path: Path) -> None:
+def test_stale_raw_activity_warns(tmp_path: Path, write_csv, run_pipeline, make_settings) -> None:
     """The latest order is 9.5 days before the end of the as-of day: over the default 3 days, a warning."""
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"]])

@@ -38,8 +38,6 @@ from acrm_pipelines.segments.compile import CompileError, explain_sql
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.validate import load_segments
 from acrm_pipelines.settings import DBT_PROJECT_DIR
-from tests.pg_server import postgres_dsn  # noqa: F401 - the session fixture
-from tests.segment_fixtures import FACTS
 
 MAR = date(2024, 3, 31)  # 2024 is a leap year
 DEC = date(2025, 12, 30)  # 2025 is not: 29 February counts as 1 March
@@ -249,8 +247,9 @@ def feature_columns() -> dict[str, str]:
     return types | CUSTOM
 
 
-def fact_columns(name: str) -> dict[str, str]:
-    return dict(part.strip().split(" ", 1) for part in re.split(r",\s*(?![0-9])", FACTS[name]))
+def fact_columns(ddl: str) -> dict[str, str]:
+    """A fact mart's columns and types, from its DDL (the `fact_tables` fixture's)."""
+    return dict(part.strip().split(" ", 1) for part in re.split(r",\s*(?![0-9])", ddl))
 
 
 def pg_type(duck: str, collation: str | None) -> sql.Composable:
@@ -269,7 +268,7 @@ def feature_rows(columns: dict[str, str]) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def duck(tmp_path_factory) -> Path:
+def duck(tmp_path_factory, fact_tables) -> Path:
     path = tmp_path_factory.mktemp("explain") / "acrm.duckdb"
     columns = feature_columns()
     with duckdb.connect(str(path)) as con:
@@ -279,13 +278,13 @@ def duck(tmp_path_factory) -> Path:
         marks = ", ".join("?" for _ in columns)
         con.executemany(f"INSERT INTO marts.customer_features VALUES ({marks})", feature_rows(columns))
         for name, rows in FACT_ROWS.items():
-            con.execute(f"CREATE TABLE marts.{name} ({FACTS[name]})")
+            con.execute(f"CREATE TABLE marts.{name} ({fact_tables[name]})")
             con.executemany(f"INSERT INTO marts.{name} VALUES ({', '.join('?' for _ in rows[0])})", rows)
     return path
 
 
 @pytest.fixture(scope="module")
-def pg(postgres_dsn) -> tuple[str, str | None]:  # noqa: F811 - the imported fixture
+def pg(postgres_dsn, fact_tables) -> tuple[str, str | None]:
     """(DSN of a database of its own with the same marts, the collation of its text columns)."""
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(DATABASE)))
@@ -295,7 +294,9 @@ def pg(postgres_dsn) -> tuple[str, str | None]:  # noqa: F811 - the imported fix
         icu = conn.execute("SELECT count(*) FROM pg_collation WHERE collname = 'en-x-icu'").fetchone()[0]
         collation = "en-x-icu" if icu else None  # sorts 'amur' before 'Bor'; bytes sort it after
         conn.execute("CREATE SCHEMA marts")
-        tables = {"customer_features": feature_columns()} | {name: fact_columns(name) for name in FACTS}
+        tables = {"customer_features": feature_columns()} | {
+            name: fact_columns(ddl) for name, ddl in fact_tables.items()
+        }
         for name, columns in tables.items():
             conn.execute(
                 sql.SQL("CREATE TABLE {} ({})").format(

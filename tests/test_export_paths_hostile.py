@@ -25,7 +25,6 @@ from acrm_pipelines.exports.spec import Export, FileDestination
 from acrm_pipelines.exports.validate import load_exports
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.yaml_specs import DefinitionErrors
-from tests.export_fixtures import make_db
 
 DAY = date(2024, 3, 1)
 EVERYONE = "key: everyone\nrules: {field: customer_id, op: is_not_null}\n"
@@ -134,7 +133,7 @@ def hostile(template: str, tmp: Path) -> str:
 
 
 @pytest.mark.parametrize(("template", "message"), REFUSED)
-def test_refused_at_validation_naming_file_line_and_field(tmp_path: Path, template: str, message: str) -> None:
+def test_refused_at_validation_naming_file_line_and_field(tmp_path: Path, template: str, message: str, make_db) -> None:
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     assert validation_errors(tmp_path, definition(hostile(template, tmp_path)), segments) == [
         f"e.yaml:{PATH_LINE}: destination.path: {message}"
@@ -143,7 +142,7 @@ def test_refused_at_validation_naming_file_line_and_field(tmp_path: Path, templa
 
 @pytest.mark.parametrize(("template", "message"), REFUSED)
 def test_refused_again_when_writing_a_definition_that_skipped_validation(
-    tmp_path: Path, template: str, message: str
+    tmp_path: Path, template: str, message: str, make_db
 ) -> None:
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     valid = load(tmp_path, definition(None), segments)
@@ -162,7 +161,7 @@ def test_refused_again_when_writing_a_definition_that_skipped_validation(
     assert con.execute("SELECT status FROM exports.runs WHERE export_key = 'hook'").fetchall() == [("failed",)]
 
 
-def test_placeholder_values_are_checked_with_the_exports_own_campaign(tmp_path: Path) -> None:
+def test_placeholder_values_are_checked_with_the_exports_own_campaign(tmp_path: Path, make_db) -> None:
     """The field alone is fine; three 100-character campaigns make one name too long for the file system."""
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     text = definition("{campaign}{campaign}{campaign}.csv", campaign="c" * 100)
@@ -186,7 +185,9 @@ STAYS_INSIDE = [
 
 
 @pytest.mark.parametrize(("template", "written"), STAYS_INSIDE)
-def test_odd_but_harmless_paths_are_written_inside_the_outbox(tmp_path: Path, template: str | None, written: str):
+def test_odd_but_harmless_paths_are_written_inside_the_outbox(
+    tmp_path: Path, template: str | None, written: str, make_db
+):
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     export = load(tmp_path, definition(template), segments)
     outbox = tmp_path / "outbox"
@@ -218,7 +219,9 @@ def planted(tmp: Path) -> Path:
         ("a/b", "a/b/c/{key}.csv"),  # a link deeper down, with more folders to create below it
     ],
 )
-def test_a_folder_linked_outside_the_outbox_is_refused(tmp_path: Path, link: str, template: str | None) -> None:
+def test_a_folder_linked_outside_the_outbox_is_refused(
+    tmp_path: Path, link: str, template: str | None, make_db
+) -> None:
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     export = load(tmp_path, definition(template), segments)  # valid: the path alone stays inside
     outbox = tmp_path / "outbox"
@@ -233,7 +236,7 @@ def test_a_folder_linked_outside_the_outbox_is_refused(tmp_path: Path, link: str
     assert list(outside.iterdir()) == []
 
 
-def test_a_file_linked_outside_the_outbox_is_refused(tmp_path: Path) -> None:
+def test_a_file_linked_outside_the_outbox_is_refused(tmp_path: Path, make_db) -> None:
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     export = load(tmp_path, definition(None), segments)
     outbox = tmp_path / "outbox"
@@ -247,7 +250,7 @@ def test_a_file_linked_outside_the_outbox_is_refused(tmp_path: Path) -> None:
     assert tree(outside) == {"keep.txt": "someone else's file"}
 
 
-def test_links_inside_the_outbox_and_a_linked_outbox_are_followed(tmp_path: Path) -> None:
+def test_links_inside_the_outbox_and_a_linked_outbox_are_followed(tmp_path: Path, make_db) -> None:
     """The outbox itself may be a link (to a share); a link from one outbox folder to another stays inside."""
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     export = load(tmp_path, definition("latest/{key}.csv"), segments)
@@ -277,7 +280,7 @@ def test_a_folder_turned_into_a_link_after_the_check_is_refused_when_writing(tmp
     assert list(outside.iterdir()) == []
 
 
-def test_audience_and_ledger_files_are_held_to_the_outbox_too(tmp_path: Path) -> None:
+def test_audience_and_ledger_files_are_held_to_the_outbox_too(tmp_path: Path, make_db) -> None:
     con, segments = make_db(tmp_path, rows(), EVERYONE, DAY)
     outbox = tmp_path / "outbox"
     text = definition("{type:.0}" + str(tmp_path / "stolen" / "{key}.csv"), kind="google_customer_match")

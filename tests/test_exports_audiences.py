@@ -20,7 +20,6 @@ import pytest
 
 from acrm_pipelines.exports.destinations.audiences import normalise
 from acrm_pipelines.exports.run import run_export
-from tests.export_fixtures import make_db, one_export, record_segments, set_features
 
 GOOGLE = "google_customer_match"
 META = "meta_custom_audience"
@@ -192,21 +191,29 @@ def assert_nothing_raw(text: str) -> None:
                 assert value not in text and value.strip().lower() not in text
 
 
-def audience_export(tmp_path: Path, segments, platform: str, mode: str = "full"):
-    definition = {
-        "key": f"ads_{platform[:4]}",
-        "segment": "vip",
-        "channel": "ads",
-        "campaign": "lookalike-may",
-        "mode": mode,
-        "destination": {"type": platform},
-        "fields": FIELDS,
-    }
-    return one_export(tmp_path, definition, segments)
+@pytest.fixture
+def audience_export(one_export):
+    """`audience_export(tmp_path, segments, platform, mode="full")`: the vip segment's ads export to `platform`."""
+
+    def audience_export(tmp_path: Path, segments, platform: str, mode: str = "full"):
+        definition = {
+            "key": f"ads_{platform[:4]}",
+            "segment": "vip",
+            "channel": "ads",
+            "campaign": "lookalike-may",
+            "mode": mode,
+            "destination": {"type": platform},
+            "fields": FIELDS,
+        }
+        return one_export(tmp_path, definition, segments)
+
+    return audience_export
 
 
 @pytest.mark.parametrize(("platform", "expected"), [(GOOGLE, GOOGLE_ROWS), (META, META_ROWS)])
-def test_audience_file_has_the_platform_columns_and_only_hashes(tmp_path: Path, platform: str, expected) -> None:
+def test_audience_file_has_the_platform_columns_and_only_hashes(
+    tmp_path: Path, platform: str, expected, make_db, audience_export
+) -> None:
     con, segments = make_db(tmp_path, PEOPLE, SEGMENT, DAY1)
     export = audience_export(tmp_path, segments, platform)
 
@@ -244,7 +251,9 @@ def day2_people() -> list[dict]:
 
 
 @pytest.mark.parametrize("platform", [GOOGLE, META])
-def test_delta_writes_additions_and_a_remove_file(tmp_path: Path, platform: str) -> None:
+def test_delta_writes_additions_and_a_remove_file(
+    tmp_path: Path, platform: str, make_db, set_features, record_segments, audience_export
+) -> None:
     con, segments = make_db(tmp_path, PEOPLE, SEGMENT, DAY1)
     export = audience_export(tmp_path, segments, platform, mode="delta")
     run_export(con, export, DAY1, tmp_path / "outbox", "r1")
@@ -283,7 +292,9 @@ def test_delta_writes_additions_and_a_remove_file(tmp_path: Path, platform: str)
     assert sorted(r[0] for r in audience) == ["p1", "p5"]
 
 
-def test_delta_removes_an_erased_customer_by_their_hashes(tmp_path: Path) -> None:
+def test_delta_removes_an_erased_customer_by_their_hashes(
+    tmp_path: Path, make_db, set_features, record_segments, audience_export
+) -> None:
     con, segments = make_db(tmp_path, PEOPLE, SEGMENT, DAY1)
     export = audience_export(tmp_path, segments, META, mode="delta")
     run_export(con, export, DAY1, tmp_path / "outbox", "r1")

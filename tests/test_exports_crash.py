@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from acrm_pipelines.exports.destinations.ledger import BATCH
-from tests.export_fixtures import make_db
 
 D1 = date(2024, 5, 1)
 N = 20_000
@@ -41,7 +40,7 @@ EXPORTS = [
 
 
 @pytest.fixture
-def landing(tmp_path: Path) -> Path:
+def landing(tmp_path: Path, make_db) -> Path:
     rows = [{"customer_id": f"c{i:05d}"} for i in range(N)]
     con, _ = make_db(tmp_path, rows, "key: everyone\nrules: {field: customer_id, op: is_not_null}\n", D1)
     con.close()

@@ -19,8 +19,6 @@ from psycopg.rows import dict_row
 
 from acrm_pipelines.exports.destinations import DeliveryFailed
 from acrm_pipelines.exports.run import run_export
-from tests.export_fixtures import make_db, one_export, record_segments, set_features
-from tests.pg_server import postgres_dsn  # noqa: F401 - the session fixture
 
 SEGMENT = "key: aud\nrules: {field: total_amount, op: '>=', value: 100}\n"
 TABLE = "crm.audience"
@@ -61,10 +59,17 @@ def add_dates(con, rows: list[dict]) -> None:
         )
 
 
-def change_day(con, segments, rows: list[dict], as_of: date) -> None:
-    set_features(con, rows)
-    add_dates(con, rows)
-    record_segments(con, segments, as_of)
+@pytest.fixture
+def change_day(set_features, record_segments):
+    """`change_day(con, segments, rows, as_of)`: the features (with their dates) become `rows`, and the segments
+    are recorded on `as_of`."""
+
+    def change_day(con, segments, rows: list[dict], as_of: date) -> None:
+        set_features(con, rows)
+        add_dates(con, rows)
+        record_segments(con, segments, as_of)
+
+    return change_day
 
 
 def read_table(dsn: str, table: str = TABLE) -> dict[str, dict]:
@@ -93,7 +98,7 @@ def run_rows(con, key: str) -> list[tuple]:
 
 
 @pytest.fixture
-def pg(postgres_dsn, monkeypatch):  # noqa: F811 - the imported fixture
+def pg(postgres_dsn, monkeypatch):
     """The test server's DSN in ACRM_POSTGRES_DSN, with no crm schema left over from another test."""
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
@@ -188,7 +193,9 @@ def without_updated_at(table: dict[str, dict]) -> dict[str, dict]:
     return {cid: {k: v for k, v in row.items() if k != "acrm_updated_at"} for cid, row in table.items()}
 
 
-def test_full_export_creates_the_table_and_upserts_the_deliverable_customers(tmp_path: Path, pg: str) -> None:
+def test_full_export_creates_the_table_and_upserts_the_deliverable_customers(
+    tmp_path: Path, pg: str, make_db, one_export, change_day
+) -> None:
     con, segments = make_db(tmp_path, DAY1, SEGMENT, D1)
     add_dates(con, DAY1)
     export = one_export(tmp_path, export_def(), segments)
@@ -302,7 +309,9 @@ DELTA_EXPECTED = [
 ]
 
 
-def test_delta_mode_inserts_newcomers_and_deletes_leavers(tmp_path: Path, pg: str) -> None:
+def test_delta_mode_inserts_newcomers_and_deletes_leavers(
+    tmp_path: Path, pg: str, make_db, one_export, change_day
+) -> None:
     (first_day, first_rows), *_ = DELTA_DAYS
     con, segments = make_db(tmp_path, first_rows, SEGMENT, first_day)
     add_dates(con, first_rows)
@@ -335,7 +344,9 @@ def test_delta_mode_inserts_newcomers_and_deletes_leavers(tmp_path: Path, pg: st
 
 
 @pytest.mark.parametrize("dsn_env", [None, "ACRM_POSTGRES_DSN_WAREHOUSE"])
-def test_missing_dsn_variable_fails_naming_it(tmp_path: Path, monkeypatch, dsn_env: str | None) -> None:
+def test_missing_dsn_variable_fails_naming_it(
+    tmp_path: Path, monkeypatch, dsn_env: str | None, make_db, one_export
+) -> None:
     con, segments = make_db(tmp_path, DAY1, SEGMENT, D1)
     add_dates(con, DAY1)
     if dsn_env is None:
@@ -362,7 +373,7 @@ def closed_port() -> int:
         return s.getsockname()[1]  # nothing listens once the socket is closed
 
 
-def test_unreachable_server_fails_naming_the_table(tmp_path: Path, monkeypatch) -> None:
+def test_unreachable_server_fails_naming_the_table(tmp_path: Path, monkeypatch, make_db, one_export) -> None:
     con, segments = make_db(tmp_path, DAY1, SEGMENT, D1)
     add_dates(con, DAY1)
     monkeypatch.setenv(
@@ -383,7 +394,9 @@ def test_unreachable_server_fails_naming_the_table(tmp_path: Path, monkeypatch) 
     assert con.execute("SELECT count(*) FROM exports.audience WHERE export_key = 'pg_aud'").fetchone() == (0,)
 
 
-def test_full_mode_mirrors_the_audience_and_refuses_a_changed_column_type(tmp_path: Path, pg: str) -> None:
+def test_full_mode_mirrors_the_audience_and_refuses_a_changed_column_type(
+    tmp_path: Path, pg: str, make_db, one_export, change_day
+) -> None:
     """A full export deletes its own rows of customers who left; a column whose type changed fails clearly."""
     con, segments = make_db(tmp_path, [person("k1", 150), person("k2", 150), person("k3", 10)], SEGMENT, E1)
     add_dates(con, [])

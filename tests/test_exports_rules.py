@@ -11,7 +11,6 @@ import pytest
 from acrm_pipelines.exports.audience import suppressed_sent_sql
 from acrm_pipelines.exports.run import run_export
 from acrm_pipelines.yaml_specs import DefinitionErrors
-from tests.export_fixtures import export_set, make_db, one_export, record_segments, set_features
 
 D1, D2, D3 = date(2024, 5, 1), date(2024, 5, 2), date(2024, 5, 3)
 
@@ -31,7 +30,7 @@ def log(con, key: str, as_of: date) -> dict[str, tuple[str, str | None]]:
 EVERYONE = "key: everyone\nrules: {field: customer_id, op: is_not_null}\n"
 
 
-def test_suppression_per_channel(tmp_path: Path) -> None:
+def test_suppression_per_channel(tmp_path: Path, make_db, one_export) -> None:
     rows = [
         {"customer_id": "ok", "email": "ok@x.io", "consent_email": True, "consent_sms": True},
         {"customer_id": "no_consent", "consent_email": False, "consent_sms": True},
@@ -71,7 +70,7 @@ def test_suppression_per_channel(tmp_path: Path) -> None:
     }
 
 
-def test_control_group_is_held_back_but_recorded(tmp_path: Path) -> None:
+def test_control_group_is_held_back_but_recorded(tmp_path: Path, make_db, one_export) -> None:
     rows = [{"customer_id": f"c{i:03d}", "consent_email": True} for i in range(200)]
     con, segments = make_db(
         tmp_path,
@@ -102,7 +101,7 @@ def test_control_group_is_held_back_but_recorded(tmp_path: Path) -> None:
     assert con.execute(suppressed_sent_sql(export), params).fetchone()[0] == 1
 
 
-def test_an_arm_export_reaches_only_that_arm(tmp_path: Path) -> None:
+def test_an_arm_export_reaches_only_that_arm(tmp_path: Path, make_db, one_export) -> None:
     rows = [{"customer_id": f"c{i:03d}", "consent_email": True} for i in range(100)]
     con, segments = make_db(
         tmp_path,
@@ -126,7 +125,9 @@ def test_an_arm_export_reaches_only_that_arm(tmp_path: Path) -> None:
     assert read_ids(tmp_path / "out/only_b/2024-05-01.csv") == sorted(c for c, a in arms.items() if a == "b")
 
 
-def test_frequency_cap_counts_messages_and_earlier_exports(tmp_path: Path) -> None:
+def test_frequency_cap_counts_messages_and_earlier_exports(
+    tmp_path: Path, make_db, one_export, record_segments
+) -> None:
     rows = [{"customer_id": c, "consent_email": True} for c in ("two_emails", "one_email", "two_sms", "old_emails")]
     con, segments = make_db(tmp_path, rows, EVERYONE, D1)
     messages = [
@@ -171,7 +172,9 @@ def test_frequency_cap_counts_messages_and_earlier_exports(tmp_path: Path) -> No
     assert read_ids(tmp_path / "out/mail/2024-05-02.csv") == ["old_emails", "two_emails", "two_sms"]
 
 
-def test_delta_mode_over_three_partitions_sends_exactly_the_changes(tmp_path: Path) -> None:
+def test_delta_mode_over_three_partitions_sends_exactly_the_changes(
+    tmp_path: Path, make_db, one_export, set_features, record_segments
+) -> None:
     def features(members: set[str]) -> list[dict]:
         return [
             {"customer_id": c, "consent_email": True, "total_amount": 100.0 if c in members else 0.0, "city": c.upper()}
@@ -233,7 +236,7 @@ def test_delta_mode_over_three_partitions_sends_exactly_the_changes(tmp_path: Pa
         ({"frequency_cap": {"max": 0, "per": "7d"}}, "frequency_cap.max: Input should be greater than or equal to 1"),
     ],
 )
-def test_export_validation_names_the_field(tmp_path: Path, definition: dict, message: str) -> None:
+def test_export_validation_names_the_field(tmp_path: Path, definition: dict, message: str, make_db, export_set) -> None:
     con, segments = make_db(tmp_path, [{"customer_id": "a"}], EVERYONE, D1)
     base = {"key": "e", "segment": "everyone", "channel": "email", "campaign": "c", "destination": {"type": "csv"}}
     with pytest.raises(DefinitionErrors) as info:

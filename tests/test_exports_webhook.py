@@ -24,7 +24,6 @@ import pytest
 
 from acrm_pipelines.exports.destinations import DeliveryFailed
 from acrm_pipelines.exports.run import run_export
-from tests.export_fixtures import make_db, one_export, record_segments, set_features
 
 DAY1 = date(2024, 3, 1)
 DAY2 = date(2024, 3, 2)
@@ -241,7 +240,9 @@ def planned_attempts(index: int) -> int:
     return {2: 2, 5: 2, 1: 3, 3: 2}.get(index % 6, 1)
 
 
-def test_every_deliverable_customer_arrives_exactly_once(tmp_path: Path, receiver: Receiver, monkeypatch) -> None:
+def test_every_deliverable_customer_arrives_exactly_once(
+    tmp_path: Path, receiver: Receiver, monkeypatch, make_db, one_export
+) -> None:
     monkeypatch.setenv("ACRM_SECRET_TEST_HOOK_TOKEN", "t0k3n-xyz")
     receiver.plan = flaky
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
@@ -309,7 +310,9 @@ def test_every_deliverable_customer_arrives_exactly_once(tmp_path: Path, receive
 # --- (b) a re-run re-sends the same keys --------------------------------------------------------------------
 
 
-def test_rerun_for_the_same_date_sends_the_same_batch_keys(tmp_path: Path, receiver: Receiver) -> None:
+def test_rerun_for_the_same_date_sends_the_same_batch_keys(
+    tmp_path: Path, receiver: Receiver, make_db, one_export
+) -> None:
     receiver.plan = flaky
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
     export = one_export(tmp_path, export_def(receiver.url), segments)
@@ -347,7 +350,7 @@ def first_keys_by_index(receiver: Receiver) -> list[tuple[str, int]]:
 # --- (c) giving up ------------------------------------------------------------------------------------------
 
 
-def test_a_receiver_that_always_fails_fails_the_export(tmp_path: Path, receiver: Receiver) -> None:
+def test_a_receiver_that_always_fails_fails_the_export(tmp_path: Path, receiver: Receiver, make_db, one_export) -> None:
     receiver.plan = lambda index, attempt: (500, 0.0, "down for maintenance")
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
     export = one_export(tmp_path, export_def(receiver.url, max_attempts=3), segments)
@@ -368,7 +371,7 @@ def test_a_receiver_that_always_fails_fails_the_export(tmp_path: Path, receiver:
     assert at_destination(con, "hook") == set()
 
 
-def test_a_failed_run_resumes_with_the_same_keys(tmp_path: Path, receiver: Receiver) -> None:
+def test_a_failed_run_resumes_with_the_same_keys(tmp_path: Path, receiver: Receiver, make_db, one_export) -> None:
     receiver.plan = lambda index, attempt: (200, 0.0, "ok") if index == 0 else (502, 0.0, "bad gateway")
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
     export = one_export(tmp_path, export_def(receiver.url, max_attempts=2), segments)
@@ -390,7 +393,9 @@ def test_a_failed_run_resumes_with_the_same_keys(tmp_path: Path, receiver: Recei
 REASON = "field email: domain example.org is not accepted"
 
 
-def test_a_rejected_batch_is_logged_with_the_receivers_reason(tmp_path: Path, receiver: Receiver) -> None:
+def test_a_rejected_batch_is_logged_with_the_receivers_reason(
+    tmp_path: Path, receiver: Receiver, make_db, one_export
+) -> None:
     receiver.plan = lambda index, attempt: (422, 0.0, REASON) if index == 1 else (200, 0.0, "ok")
     con, segments = make_db(tmp_path, population(), SEGMENT, DAY1)
     export = one_export(tmp_path, export_def(receiver.url), segments)
@@ -445,11 +450,19 @@ def day2_rows() -> list[dict]:
     return rows
 
 
-def delta_export(tmp_path: Path, url: str, segments):
-    return one_export(tmp_path, export_def(url, key="hook_delta", batch_size=3) | {"mode": "delta"}, segments)
+@pytest.fixture
+def delta_export(one_export):
+    """`delta_export(tmp_path, url, segments)`: a delta-mode webhook export to `url`, in batches of 3."""
+
+    def delta_export(tmp_path: Path, url: str, segments):
+        return one_export(tmp_path, export_def(url, key="hook_delta", batch_size=3) | {"mode": "delta"}, segments)
+
+    return delta_export
 
 
-def test_delta_mode_sends_exactly_the_changes(tmp_path: Path, receiver: Receiver) -> None:
+def test_delta_mode_sends_exactly_the_changes(
+    tmp_path: Path, receiver: Receiver, make_db, set_features, record_segments, delta_export
+) -> None:
     # The first remove batch gets one 503: a remove is retried like an add.
     receiver.plan = lambda index, attempt: (503, 0.0, "busy") if index == 18 and attempt == 1 else (200, 0.0, "ok")
     con, segments = make_db(tmp_path, day1_rows(), SEGMENT, DAY1)
@@ -501,7 +514,9 @@ def test_delta_mode_sends_exactly_the_changes(tmp_path: Path, receiver: Receiver
     assert at_destination(con, "hook_delta") == {cid(i) for i in (D1_AUDIENCE - EXPECTED_REMOVES) | EXPECTED_ADDS}
 
 
-def test_delta_rerun_for_the_same_date_keeps_the_days_log(tmp_path: Path, receiver: Receiver) -> None:
+def test_delta_rerun_for_the_same_date_keeps_the_days_log(
+    tmp_path: Path, receiver: Receiver, make_db, set_features, record_segments, delta_export
+) -> None:
     con, segments = make_db(tmp_path, day1_rows(), SEGMENT, DAY1)
     export = delta_export(tmp_path, receiver.url, segments)
     run_export(con, export, DAY1, tmp_path / "outbox", "day-1")

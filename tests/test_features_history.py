@@ -16,7 +16,7 @@ from acrm_pipelines.features.history import FeaturesNotBuilt, built_days, featur
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.members import members_at
 from acrm_pipelines.segments.validate import load_segments
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 
 DAYS = [DEMO_END - timedelta(days=n) for n in (4, 3, 2, 1)]
 
@@ -30,7 +30,9 @@ def _dynamic_keys(settings) -> list[str]:
     return [k for k in segments.order if segments[k].type != "static"]
 
 
-def test_backfilled_days_read_back_as_each_day_built_alone(demo_landing: Path, tmp_path: Path) -> None:
+def test_backfilled_days_read_back_as_each_day_built_alone(
+    demo_landing: Path, tmp_path: Path, make_settings, run_pipeline
+) -> None:
     settings = make_settings(tmp_path / "backfilled", demo_landing)
     defs = build_definitions(settings)
     instance = DagsterInstance.ephemeral()
@@ -76,7 +78,9 @@ def test_backfilled_days_read_back_as_each_day_built_alone(demo_landing: Path, t
     assert customers < stored < 0.6 * len(DAYS) * customers
 
 
-def test_segments_of_a_past_day_read_that_days_features(demo_landing: Path, tmp_path: Path) -> None:
+def test_segments_of_a_past_day_read_that_days_features(
+    demo_landing: Path, tmp_path: Path, make_settings, run_pipeline
+) -> None:
     """After a later day was built, a segments-only run of an earlier partition evaluates on the earlier
     day's features (not the current table), and records the same membership as the whole run did."""
     from dagster import AssetKey
@@ -102,9 +106,8 @@ def test_segments_of_a_past_day_read_that_days_features(demo_landing: Path, tmp_
     assert any(first[k] != late_members[k] for k in keys)  # the days differ: the test can fail
 
 
-def test_a_day_of_no_change_is_still_built(tmp_path: Path) -> None:
+def test_a_day_of_no_change_is_still_built(tmp_path: Path, write_csv, make_settings, run_pipeline) -> None:
     """A day on which nobody's features change adds no rows, yet is listed and reads back."""
-    from tests.test_loader import write_csv
 
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id", "registered_at"], [["a", "2024-01-01"], ["b", "2024-01-01"]])

@@ -20,7 +20,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
 from acrm_pipelines.automation.runner import RunFailed
 from acrm_pipelines.features.incremental import plan
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 
 DAY1 = DEMO_END - timedelta(days=2)
 DAY2 = DAY1 + timedelta(days=1)
@@ -97,7 +97,9 @@ def _late_rows(landing: Path) -> dict[str, str]:
     }
 
 
-def test_a_night_built_from_the_stored_features_equals_a_full_build(demo_landing: Path, tmp_path: Path) -> None:
+def test_a_night_built_from_the_stored_features_equals_a_full_build(
+    demo_landing: Path, tmp_path: Path, run_pipeline, make_settings
+) -> None:
     landing = tmp_path / "landing"
     shutil.copytree(demo_landing, landing)
     settings, instance = make_settings(tmp_path / "nightly", landing), DagsterInstance.ephemeral()
@@ -163,7 +165,9 @@ def _checks_of_last_run(instance: DagsterInstance, key: AssetCheckKey) -> list[d
     return out
 
 
-def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(demo_landing: Path, tmp_path: Path) -> None:
+def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(
+    demo_landing: Path, tmp_path: Path, run_pipeline, make_settings
+) -> None:
     landing = tmp_path / "landing"
     shutil.copytree(demo_landing, landing)
     settings, instance = make_settings(tmp_path / "db", landing), DagsterInstance.ephemeral()
@@ -200,7 +204,7 @@ def _evaluations(instance: DagsterInstance, key: AssetCheckKey) -> list[bool]:
 
 
 def test_an_incremental_build_tests_the_raw_rows_appended_since_the_stored_build(
-    demo_landing: Path, tmp_path: Path
+    demo_landing: Path, tmp_path: Path, run_pipeline, make_settings
 ) -> None:
     """The staging tests marked `loaded_after` (macros/test_scope.sql) read, in an incremental build, the rows
     of the keys appended since the stored build: an old row is not read again (it passed when it was built),
@@ -230,7 +234,9 @@ def test_an_incremental_build_tests_the_raw_rows_appended_since_the_stored_build
     assert _evaluations(instance, ORDERS_STATUS_CHECK) == [False]
 
 
-def test_a_build_that_left_out_the_staging_tests_is_not_built_upon(demo_landing: Path, tmp_path: Path) -> None:
+def test_a_build_that_left_out_the_staging_tests_is_not_built_upon(
+    demo_landing: Path, tmp_path: Path, run_pipeline, make_settings
+) -> None:
     """The next build tests only the raw rows added after the one it builds from, so it builds from one that
     ran the staging tests: the features alone materialized (as from the UI) are not recorded."""
     from acrm_pipelines.automation.jobs import DAILY_JOB

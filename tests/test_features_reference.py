@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_settings, run_pipeline
 from tests.reference.features import COLUMN_KINDS, custom_columns, read_raw, reference_features
 
 DEMO_AS_OF = ("2024-03-31", "2025-07-15", "2026-11-20")
@@ -236,7 +235,7 @@ def write_hand_landing(landing: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hand_run(tmp_path_factory):
+def hand_run(tmp_path_factory, make_settings, run_pipeline):
     tmp = tmp_path_factory.mktemp("hand")
     settings = make_settings(tmp, write_hand_landing(tmp / "landing"))
     run_pipeline(settings, HAND_AS_OF.isoformat())
@@ -294,7 +293,7 @@ def test_mart_matches_reference_on_hand_made_edge_cases(hand_run):
 
 
 @pytest.fixture(scope="module")
-def demo_runs(request, tmp_path_factory):
+def demo_runs(request, tmp_path_factory, make_settings, run_pipeline):
     """The demo landing run for each as-of date: (raw tables, {as_of: mart frame})."""
     pytest.importorskip("acrm_pipelines.demo.generator", reason="the demo generator is not there yet")
     landing = request.getfixturevalue("demo_landing")
@@ -419,7 +418,7 @@ def add_future_rows(landing: Path, raw: dict[str, pd.DataFrame], as_of: date, cu
     return set(quiet["customer_id"])
 
 
-def test_rows_after_the_as_of_day_never_change_features(demo_runs, tmp_path):
+def test_rows_after_the_as_of_day_never_change_features(demo_runs, tmp_path, make_settings, run_pipeline):
     demo_landing, raw, marts = demo_runs
     # the demo has messages and events from 2024-11-21 only: cut after that, look again at the end
     as_of, later_as_of = DEMO_AS_OF[1], DEMO_AS_OF[2]

@@ -22,7 +22,6 @@ from acrm_pipelines.segments import snapshots
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.history import record
 from acrm_pipelines.segments.members import members_at, members_sql, segments_of
-from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\
 key: half
@@ -66,7 +65,7 @@ def _bytes(path: Path) -> int:
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
-def test_first_day_writes_no_change_rows_and_o_members_bytes(tmp_path: Path) -> None:
+def test_first_day_writes_no_change_rows_and_o_members_bytes(tmp_path: Path, make_marts, segment_set) -> None:
     n = 400_000
     rng = np.random.default_rng(11)
     ids = [f"C{i:07d}" for i in range(n)]
@@ -116,7 +115,7 @@ def test_first_day_writes_no_change_rows_and_o_members_bytes(tmp_path: Path) -> 
     assert _count(con, "SELECT count(*) FROM segments.membership WHERE segment_key = 'most'") == expected["most"]
 
 
-def test_backfill_before_the_first_date_moves_the_snapshot(tmp_path: Path) -> None:
+def test_backfill_before_the_first_date_moves_the_snapshot(tmp_path: Path, make_marts, segment_set) -> None:
     con = make_marts(tmp_path / "db.duckdb", "SELECT 'x' AS customer_id, 0 AS total_amount")
     segments = segment_set(tmp_path, SEGMENTS)
     d1, d2, d3 = D1, D1 + timedelta(days=1), D1 + timedelta(days=2)
@@ -169,7 +168,9 @@ def _read_all(con, keys, days) -> dict:
 
 
 @pytest.mark.parametrize("states", ["kept", "dropped"])
-def test_random_order_with_reruns_reads_back_what_was_recorded_last(tmp_path: Path, states: str) -> None:
+def test_random_order_with_reruns_reads_back_what_was_recorded_last(
+    tmp_path: Path, states: str, make_marts, segment_set
+) -> None:
     """`kept`: the dates around each recording mostly come from the kept states (state.py); `dropped`: the
     state files are removed before each recording, so every date around it is rebuilt from the changelog."""
     text = SEGMENTS + "---\nkey: by_amount\nfrom: {union: [few]}\nsplit: {by_field: total_amount}\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import duckdb
@@ -14,16 +13,8 @@ from acrm_pipelines.ingest.incremental import load_table_if_changed
 from acrm_pipelines.ingest.loader import LoadError, LoadResult, load_all, load_table
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 @pytest.fixture
-def bad_landing(tmp_path: Path) -> Path:
+def bad_landing(tmp_path: Path, write_csv) -> Path:
     """Hand-made files with one bad row of every kind, each commented with the reason it must get."""
     land = tmp_path / "landing"
     write_csv(
@@ -156,7 +147,7 @@ def test_generated_data_balances_for_every_table(demo_landing: Path, tmp_path: P
         assert r.reasons == planted[spec.name], spec.name
 
 
-def test_parquet_folder_loads_like_csv(tmp_path: Path) -> None:
+def test_parquet_folder_loads_like_csv(tmp_path: Path, write_csv) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -188,7 +179,7 @@ def test_parquet_folder_loads_like_csv(tmp_path: Path) -> None:
         assert row == ("orders/part-1.parquet", 2)
 
 
-def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
+def test_missing_required_column_names_file_and_column(tmp_path: Path, write_csv) -> None:
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"]])
     write_csv(land / "orders.csv", ["order_id", "customer_id", "total_amount"], [["1", "a", "3"]])
@@ -204,7 +195,7 @@ def test_missing_required_table_is_an_error(tmp_path: Path) -> None:
         load_table(con, TABLES_BY_NAME["customers"], tmp_path / "landing")
 
 
-def test_custom_columns_are_typed_by_inference(tmp_path: Path) -> None:
+def test_custom_columns_are_typed_by_inference(tmp_path: Path, write_csv) -> None:
     land = tmp_path / "landing"
     write_csv(
         land / "customers.csv",
@@ -225,7 +216,7 @@ def test_custom_columns_are_typed_by_inference(tmp_path: Path) -> None:
         assert row.fetchone() == (None, 2.0, False, "7")
 
 
-def test_unchanged_files_are_not_reloaded_and_a_changed_parent_reloads_its_children(tmp_path: Path) -> None:
+def test_unchanged_files_are_not_reloaded_and_a_changed_parent_reloads_its_children(tmp_path: Path, write_csv) -> None:
     """A backfill of many days loads each table once: a load is kept while its files, the loading code
     and its parents' loads are unchanged; a change anywhere in that chain reloads."""
     land = tmp_path / "landing"

@@ -25,7 +25,7 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 
 from acrm_pipelines.automation.jobs import DAILY_JOB, NIGHTLY_SCHEDULE
 from acrm_pipelines.exports.run import BACKFILL_TAGS, SEND_TAG
-from tests.conftest import DEMO_END
+from tests.cases.demo import DEMO_END
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DAY = DEMO_END.isoformat()

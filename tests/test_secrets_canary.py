@@ -38,8 +38,6 @@ from acrm_pipelines.exports.validate import load_exports
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.settings import Settings
 from acrm_pipelines.yaml_specs import DefinitionErrors
-from tests.export_fixtures import make_db
-from tests.pg_server import postgres_dsn  # noqa: F401 - the session fixture
 
 DAY = date(2024, 3, 1)
 SEGMENT = "key: buyers\nrules: {field: total_amount, op: '>=', value: 50}\n"
@@ -207,7 +205,7 @@ QUERY_NAMES += ["signature", "X-Amz-Signature", "X-Amz-Credential", "sig", "auth
 
 
 @pytest.mark.parametrize("name", QUERY_NAMES)
-def test_a_credential_in_the_query_is_refused_pointing_at_token_env(tmp_path: Path, name: str, caplog, capfd):
+def test_a_credential_in_the_query_is_refused_pointing_at_token_env(tmp_path: Path, name: str, caplog, capfd, make_db):
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     url = f"http://127.0.0.1:8080/hook?tenant=acme&{name}={CANARY_QUERY}"
     with pytest.raises(DefinitionErrors) as info:
@@ -235,7 +233,9 @@ def test_a_credential_in_the_query_is_refused_pointing_at_token_env(tmp_path: Pa
         (webhook(f"http://u:{CANARY_PASSWORD}@127.0.0.1/hook"), "destination.url: url must not contain credentials"),
     ],
 )
-def test_only_the_documented_variables_may_be_named(tmp_path: Path, destination: dict, message: str, caplog, capfd):
+def test_only_the_documented_variables_may_be_named(
+    tmp_path: Path, destination: dict, message: str, caplog, capfd, make_db
+):
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     with pytest.raises(DefinitionErrors) as info:
         load(tmp_path, [definition(destination)], segments)
@@ -244,7 +244,7 @@ def test_only_the_documented_variables_may_be_named(tmp_path: Path, destination:
     assert_nothing_leaked(caplog, capfd, error)
 
 
-def test_the_documented_names_are_accepted(tmp_path: Path) -> None:
+def test_the_documented_names_are_accepted(tmp_path: Path, make_db) -> None:
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     exports = load(
         tmp_path,
@@ -262,7 +262,7 @@ def test_the_documented_names_are_accepted(tmp_path: Path) -> None:
 # --- sending: every realistic failure, nothing leaks -----------------------------------------------------------
 
 
-def test_a_closed_port_with_a_token(tmp_path: Path, caplog, capfd) -> None:
+def test_a_closed_port_with_a_token(tmp_path: Path, caplog, capfd, make_db) -> None:
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     url = f"http://127.0.0.1:{closed_port()}/hooks/{CANARY_PATH}"
     export = load(tmp_path, [definition(webhook(url, token_env=TOKEN_ENV))], segments)["hook"]
@@ -271,7 +271,7 @@ def test_a_closed_port_with_a_token(tmp_path: Path, caplog, capfd) -> None:
     assert_nothing_leaked(caplog, capfd, *texts, *delivery_log(con))
 
 
-def test_an_http_500_from_a_receiver_that_echoes_the_token(tmp_path: Path, receiver: Receiver, caplog, capfd):
+def test_an_http_500_from_a_receiver_that_echoes_the_token(tmp_path: Path, receiver: Receiver, caplog, capfd, make_db):
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     export = load(tmp_path, [definition(webhook(receiver.url(f"/hooks/{CANARY_PATH}"), token_env=TOKEN_ENV))], segments)
     texts = fail(con, export["hook"], tmp_path / "outbox")
@@ -281,7 +281,9 @@ def test_an_http_500_from_a_receiver_that_echoes_the_token(tmp_path: Path, recei
     assert_nothing_leaked(caplog, capfd, *texts, *delivery_log(con))
 
 
-def test_a_4xx_reason_that_echoes_the_token_is_kept_without_it(tmp_path: Path, receiver: Receiver, caplog, capfd):
+def test_a_4xx_reason_that_echoes_the_token_is_kept_without_it(
+    tmp_path: Path, receiver: Receiver, caplog, capfd, make_db
+):
     receiver.status = 401
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     export = load(tmp_path, [definition(webhook(receiver.url(f"/hooks/{CANARY_PATH}"), token_env=TOKEN_ENV))], segments)
@@ -292,7 +294,9 @@ def test_a_4xx_reason_that_echoes_the_token_is_kept_without_it(tmp_path: Path, r
     assert_nothing_leaked(caplog, capfd, *delivery_log(con), json.dumps(result.counts))
 
 
-def test_a_token_cut_by_the_reasons_length_limit_is_still_hidden(tmp_path: Path, receiver: Receiver, caplog, capfd):
+def test_a_token_cut_by_the_reasons_length_limit_is_still_hidden(
+    tmp_path: Path, receiver: Receiver, caplog, capfd, make_db
+):
     receiver.status = 422
     receiver.padding = "x" * (200 - len("cannot take /hook with Bearer ") - 5)  # the cut falls inside the token
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
@@ -305,7 +309,7 @@ def test_a_token_cut_by_the_reasons_length_limit_is_still_hidden(tmp_path: Path,
 
 
 def test_a_redirect_to_another_host_is_not_followed(
-    tmp_path: Path, receiver: Receiver, elsewhere: Receiver, caplog, capfd
+    tmp_path: Path, receiver: Receiver, elsewhere: Receiver, caplog, capfd, make_db
 ) -> None:
     receiver.status = 307
     receiver.location = elsewhere.url(f"/steal?token={CANARY_TOKEN}")
@@ -323,7 +327,7 @@ def test_a_redirect_to_another_host_is_not_followed(
 
 
 def test_a_url_with_a_credential_that_skipped_validation_is_refused_before_sending(
-    tmp_path: Path, receiver: Receiver, caplog, capfd
+    tmp_path: Path, receiver: Receiver, caplog, capfd, make_db
 ) -> None:
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     export = load(tmp_path, [definition(webhook(receiver.url()))], segments)["hook"]
@@ -335,7 +339,7 @@ def test_a_url_with_a_credential_that_skipped_validation_is_refused_before_sendi
     assert_nothing_leaked(caplog, capfd, *delivery_log(con))
 
 
-def test_a_token_env_naming_the_dsn_is_refused_when_sending(tmp_path: Path, receiver: Receiver, caplog, capfd):
+def test_a_token_env_naming_the_dsn_is_refused_when_sending(tmp_path: Path, receiver: Receiver, caplog, capfd, make_db):
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     export = load(tmp_path, [definition(webhook(receiver.url()))], segments)["hook"]
     texts = fail(con, bypassing_validation(export, token_env="ACRM_POSTGRES_DSN"), tmp_path / "outbox")
@@ -364,7 +368,7 @@ UNREACHABLE = "PostgreSQL table crm.audience: OperationalError: connection"
         (f"host=127.0.0.1 port=<PORT> user=acrm password='{CANARY_PASSWORD}' connect_timeout=5", UNREACHABLE),
     ],
 )
-def test_a_bad_or_unreachable_dsn(tmp_path: Path, monkeypatch, dsn: str, expected: str, caplog, capfd) -> None:
+def test_a_bad_or_unreachable_dsn(tmp_path: Path, monkeypatch, dsn: str, expected: str, caplog, capfd, make_db) -> None:
     monkeypatch.setenv("ACRM_POSTGRES_DSN_CANARY", dsn.replace("<PORT>", str(closed_port())))
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     pg = {"type": "postgres", "table": "crm.audience", "dsn_env": "ACRM_POSTGRES_DSN_CANARY"}
@@ -374,7 +378,9 @@ def test_a_bad_or_unreachable_dsn(tmp_path: Path, monkeypatch, dsn: str, expecte
     assert_nothing_leaked(caplog, capfd, *texts, *delivery_log(con))
 
 
-def test_a_real_server_refusing_the_connection(tmp_path: Path, monkeypatch, postgres_dsn, caplog, capfd) -> None:  # noqa: F811
+def test_a_real_server_refusing_the_connection(
+    tmp_path: Path, monkeypatch, postgres_dsn, caplog, capfd, make_db
+) -> None:
     """The test server, a database that does not exist, a canary password (trust auth ignores it)."""
     info = psycopg_info(postgres_dsn)
     dsn = f"postgresql://{info['user']}:{CANARY_PASSWORD}@{info['host']}:{info['port']}/no_such_db"
@@ -391,7 +397,9 @@ def psycopg_info(dsn: str) -> dict[str, str]:
     return {"user": str(params.get("user", "postgres")), "host": str(params["host"]), "port": str(params["port"])}
 
 
-def test_a_dagster_run_of_the_export_asset_records_no_secret(tmp_path: Path, receiver: Receiver, caplog, capfd):
+def test_a_dagster_run_of_the_export_asset_records_no_secret(
+    tmp_path: Path, receiver: Receiver, caplog, capfd, make_db
+):
     """Through the project's own asset: the failure event, its error chain, logs and metadata of the run."""
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     con.close()  # the asset opens the file through its DuckDB resource

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
-from tests.conftest import make_settings, run_pipeline
-from tests.test_loader import write_csv
-
 SEGMENTS = """\
 key: buyers
 rules: {field: orders_count, op: ">=", value: 1}
@@ -33,7 +30,7 @@ rules: {purchase: {}, within: 1d, count: {">=": 1}}
 """
 
 
-def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
+def test_segment_assets_in_real_runs(tmp_path: Path, write_csv, run_pipeline, make_settings) -> None:
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"], ["c"]])
     write_csv(
@@ -105,7 +102,7 @@ def test_segment_assets_in_real_runs(tmp_path: Path) -> None:
     assert table["frozen_or_paused.size"].value == 2 and table["segments"].value == 4
 
 
-def test_segments_refuse_features_of_another_date(tmp_path: Path) -> None:
+def test_segments_refuse_features_of_another_date(tmp_path: Path, write_csv, run_pipeline, make_settings) -> None:
     """A segments-only run for a date whose features are not the ones in the file fails, naming both dates."""
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"]])

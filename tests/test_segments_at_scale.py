@@ -15,12 +15,14 @@ import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from bench.segments import generate_segments
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 
 N = 1000
 
 
-def test_a_thousand_segments_in_one_materialization(tmp_path: Path, demo_landing: Path) -> None:
+def test_a_thousand_segments_in_one_materialization(
+    tmp_path: Path, demo_landing: Path, run_pipeline, make_settings
+) -> None:
     folder = tmp_path / "segments"
     folder.mkdir()
     generated = generate_segments(N, seed=3)

@@ -21,9 +21,7 @@ import yaml
 
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.validate import SegmentSet, load_segments
-from tests.conftest import make_settings, run_pipeline
 from tests.reference.segments import read_marts, reference_members
-from tests.test_loader import write_csv
 
 DEC = date(2025, 12, 30)
 MAR = date(2024, 3, 31)
@@ -62,7 +60,7 @@ EXISTING_MAR = EVERYONE - {"late_reg"}
 
 
 @pytest.fixture(scope="module")
-def landing(tmp_path_factory) -> Path:
+def landing(tmp_path_factory, write_csv) -> Path:
     land = tmp_path_factory.mktemp("cases") / "landing"
     write_csv(land / "customers.csv", ["customer_id", "birth_date", "registered_at", "city"], CUSTOMERS)
     write_csv(
@@ -332,7 +330,9 @@ def engine_available() -> bool:
 
 
 @pytest.fixture(scope="module")
-def outcomes(landing, tmp_path_factory) -> dict[tuple[date, str], dict[str, dict[str, str | None] | Exception]]:
+def outcomes(
+    landing, tmp_path_factory, run_pipeline, make_settings
+) -> dict[tuple[date, str], dict[str, dict[str, str | None] | Exception]]:
     """(as_of, "reference" | "engine") → segment key → {customer_id: arm}, one pipeline run per as-of date."""
     out: dict[tuple[date, str], dict[str, dict[str, str | None] | Exception]] = {}
     for as_of, (text, expected) in CASES.items():

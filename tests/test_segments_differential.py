@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.validate import load_segments
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 from tests.reference.segments import Reference, read_marts
 
 # The demo data's last day, and a day whose month arithmetic clips (D + 1 = 31 Aug: 1M back is 31 Jul,
@@ -79,7 +79,7 @@ MAX_EXAMPLES = int(os.environ.get("ACRM_DIFFERENTIAL_EXAMPLES", "150"))  # per a
 
 
 @pytest.fixture(scope="module", params=AS_OF_DATES, ids=str)
-def world(request, demo_landing, tmp_path_factory):
+def world(request, demo_landing, tmp_path_factory, run_pipeline, make_settings):
     """One pipeline run over the demo data for the as-of date, opened read-only for engine and reference."""
     as_of: date = request.param
     tmp = tmp_path_factory.mktemp(f"differential_{as_of:%Y%m%d}")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from acrm_pipelines.segments.compile import explain_sql
 from acrm_pipelines.segments.evaluate import connection_catalogue, evaluate
-from tests.segment_fixtures import make_marts, segment_set
 
 AS_OF = date(2024, 3, 31)
 
@@ -20,7 +19,7 @@ def both(con, segments, key: str) -> tuple[list[str], list[str]]:
     return engine, sorted(r[0] for r in con.execute(sql).fetchall())
 
 
-def test_nan_in_a_double_column_orders_like_duckdb(tmp_path: Path) -> None:
+def test_nan_in_a_double_column_orders_like_duckdb(tmp_path: Path, make_marts, segment_set) -> None:
     """DuckDB sorts NaN above every number (NaN > 5 is true, NaN = NaN too); a custom DOUBLE column may hold
     NaN when a landing value reads 'nan'."""
     con = make_marts(
@@ -37,7 +36,7 @@ def test_nan_in_a_double_column_orders_like_duckdb(tmp_path: Path) -> None:
     assert both(con, segments, "not_high") == (["c", "d"], ["c", "d"])
 
 
-def test_a_user_table_named_values_does_not_shadow_the_distinct_values(tmp_path: Path) -> None:
+def test_a_user_table_named_values_does_not_shadow_the_distinct_values(tmp_path: Path, make_marts, segment_set) -> None:
     con = make_marts(
         tmp_path / "db.duckdb", "SELECT * FROM (VALUES ('a', 'Kazan'), ('b', 'Omsk')) t(customer_id, city)"
     )
@@ -46,7 +45,9 @@ def test_a_user_table_named_values_does_not_shadow_the_distinct_values(tmp_path:
     assert both(con, segments, "kazan") == (["a"], ["a"])
 
 
-def test_rows_line_up_when_the_connection_does_not_preserve_insertion_order(tmp_path: Path) -> None:
+def test_rows_line_up_when_the_connection_does_not_preserve_insertion_order(
+    tmp_path: Path, make_marts, segment_set
+) -> None:
     """Columns are read back in stored order; with preserve_insertion_order off, parallel scans could come back
     in another order. The engine turns it on for the evaluation and restores the setting."""
     n = 300_000
@@ -67,7 +68,7 @@ def test_rows_line_up_when_the_connection_does_not_preserve_insertion_order(tmp_
     assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is False
 
 
-def test_many_values_in_a_purchase_filter(tmp_path: Path) -> None:
+def test_many_values_in_a_purchase_filter(tmp_path: Path, make_marts, segment_set) -> None:
     """A filter of more values than the coded path takes goes through SQL; 40,000 values once overflowed it."""
     con = make_marts(tmp_path / "db.duckdb", "SELECT * FROM (VALUES ('a'), ('b')) t(customer_id)")
     con.execute(
@@ -83,13 +84,12 @@ def test_many_values_in_a_purchase_filter(tmp_path: Path) -> None:
     assert both(con, segments, "s") == (["a"], ["a"])
 
 
-def test_a_segment_that_cannot_be_evaluated_fails_alone(tmp_path) -> None:
+def test_a_segment_that_cannot_be_evaluated_fails_alone(tmp_path, make_marts, segment_set) -> None:
     """At an as-of date whose 30-day window starts before year 1, the window segment and the one built from
     it fail with the reason; the field segment is still evaluated."""
     from datetime import date
 
     from acrm_pipelines.segments.evaluate import evaluate
-    from tests.segment_fixtures import make_marts, segment_set
 
     con = make_marts(tmp_path / "db.duckdb", "SELECT 'a' AS customer_id, 150 AS total_amount UNION ALL SELECT 'b', 10")
     segments = segment_set(

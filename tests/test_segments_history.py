@@ -12,7 +12,6 @@ import pytest
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.history import record
 from acrm_pipelines.segments.members import members_at, segments_of
-from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\
 key: big
@@ -39,7 +38,7 @@ def run(con, segments, day: date, amounts: dict[str, int]):
 
 
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, make_marts, segment_set):
     con = make_marts(tmp_path / "db.duckdb", "SELECT 'x' AS customer_id, 0 AS total_amount")
     return con, segment_set(tmp_path, SEGMENTS)
 
@@ -109,7 +108,7 @@ def test_arms_are_recorded_and_segments_of(setup) -> None:
     assert segments_of(con, "c2", D1) == []
 
 
-def test_nightly_fast_path_equals_general_path(tmp_path: Path) -> None:
+def test_nightly_fast_path_equals_general_path(tmp_path: Path, make_marts, segment_set) -> None:
     """Five days of random data, with new and vanishing customers and arm changes, recorded both ways."""
     import random
 

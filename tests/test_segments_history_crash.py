@@ -24,13 +24,20 @@ from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.history import record
 from acrm_pipelines.segments.validate import load_segments
-from tests.segment_fixtures import make_marts, segment_set
-from tests.test_segments_history import SEGMENTS  # big, and ab split from it
 
 # Children start from a server process that has imported the engine once: ~0.1 s a child, not ~2 s.
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["acrm_pipelines.segments.history", "tests.test_segments_history_crash"])
 
+# big, and ab split from it (the segments of tests/test_segments_history.py)
+SEGMENTS = """\
+key: big
+rules: {field: total_amount, op: ">=", value: 100}
+---
+key: ab
+from: {union: [big]}
+split: {arms: {a: 50, b: 50}, salt: s}
+"""
 D1, D2 = date(2024, 1, 1), date(2024, 1, 2)
 DAY1 = {f"c{i:03d}": (i * 37) % 250 for i in range(300)}
 DAY2 = {**{f"c{i:03d}": (i * 53) % 250 for i in range(300)}, "new1": 500, "new2": 5}
@@ -139,7 +146,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 @pytest.mark.parametrize("day", ["first", "next"])
-def test_killed_after_every_statement_then_recorded_again(tmp_path: Path, day: str) -> None:
+def test_killed_after_every_statement_then_recorded_again(tmp_path: Path, day: str, segment_set, make_marts) -> None:
     segments = segment_set(tmp_path, SEGMENTS)
     base = tmp_path / "base.duckdb"
     make_marts(base, "SELECT 'x' AS customer_id, 0 AS total_amount").close()

@@ -15,7 +15,6 @@ from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.compile import explain_sql
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.yaml_specs import DefinitionErrors
-from tests.segment_fixtures import make_marts, segment_set
 
 HOSTILE = [
     "x'; DROP TABLE marts.customer_features; --",
@@ -56,7 +55,7 @@ def seg_yaml(value: str) -> str:
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_values_are_plain_literals(tmp_path: Path, value: str) -> None:
+def test_hostile_values_are_plain_literals(tmp_path: Path, value: str, make_marts, segment_set) -> None:
     con = make_marts(
         tmp_path / "db.duckdb",
         f"SELECT * FROM (VALUES ('c1', 'Kazan', ['vip']), ('c2', {exp.Literal.string(value).sql('duckdb')}, "
@@ -80,13 +79,13 @@ def test_hostile_values_are_plain_literals(tmp_path: Path, value: str) -> None:
     "field",
     ["city; DROP TABLE x", 'city" OR 1=1 --', "city --", "cíty", "marts.customer_features.city", "*"],
 )
-def test_hostile_field_names_are_rejected(tmp_path: Path, field: str) -> None:
+def test_hostile_field_names_are_rejected(tmp_path: Path, field: str, segment_set) -> None:
     with pytest.raises(DefinitionErrors) as info:
         segment_set(tmp_path, yaml.safe_dump({"key": "probe", "rules": {"field": field, "op": "is_null"}}))
     assert "unknown feature" in str(info.value)
 
 
 @pytest.mark.parametrize("key", ["a; drop", "A", "x" * 70, "a-b", "ключ"])
-def test_hostile_keys_are_rejected(tmp_path: Path, key: str) -> None:
+def test_hostile_keys_are_rejected(tmp_path: Path, key: str, segment_set) -> None:
     with pytest.raises(DefinitionErrors, match="key: .* is not allowed: use 1 to 63 lower-case letters"):
         segment_set(tmp_path, yaml.safe_dump({"key": key, "rules": {"field": "city", "op": "is_null"}}))

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from acrm_pipelines.segments.evaluate import evaluate
-from tests.segment_fixtures import make_marts, segment_set
 
 SEGMENTS = """\
 key: everyone
@@ -35,7 +34,7 @@ def bucket(salt: str, customer_id: str) -> float:
     return int(hashlib.md5(f"{salt}:{customer_id}".encode()).hexdigest()[:8], 16) / 2**32 * 100
 
 
-def test_shares_within_tolerance_and_stable(tmp_path: Path) -> None:
+def test_shares_within_tolerance_and_stable(tmp_path: Path, make_marts, segment_set) -> None:
     con = make_marts(
         tmp_path / "db.duckdb", f"SELECT 'C' || lpad(i::VARCHAR, 8, '0') AS customer_id FROM range({N}) t(i)"
     )
@@ -74,7 +73,9 @@ def test_shares_within_tolerance_and_stable(tmp_path: Path) -> None:
     assert 0.36 < same < 0.40
 
 
-def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(tmp_path: Path) -> None:
+def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(
+    tmp_path: Path, make_marts, segment_set
+) -> None:
     """A static or inactive segment is placed from its stored members and arms, not re-evaluated."""
     from acrm_pipelines.segments.evaluate import Fixed
 
@@ -88,7 +89,7 @@ def test_a_frozen_membership_keeps_its_arms_and_skips_customers_who_left(tmp_pat
     assert result.arm_sizes("abc") == {"a": 1, "b": 1, "c": 0}
 
 
-def test_forty_thousand_field_values_each_get_their_own_arm(tmp_path: Path) -> None:
+def test_forty_thousand_field_values_each_get_their_own_arm(tmp_path: Path, make_marts, segment_set) -> None:
     """Arm codes were 16-bit: past 32,767 values customers landed in other values' arms, silently. Checked
     on the evaluation, on the recorded history of a first day, and after a nightly diff that moves arms."""
     from acrm_pipelines.segments.history import record

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from acrm_pipelines.automation.runner import SUMMARY_SEGMENTS, RunSummary
 from acrm_pipelines.settings import REPO_ROOT
-from tests.test_end_to_end import acrm
-from tests.test_loader import write_csv
 
 NOISE = ("Warning", "warnings.warn", "Running with dbt", "START sql", "Finished running", "dagster - ")
 
 
-def _project(tmp_path: Path) -> dict[str, str]:
+def _project(tmp_path: Path, write_csv) -> dict[str, str]:
     land = tmp_path / "landing"
     write_csv(land / "customers.csv", ["customer_id"], [["a"], ["b"]])
     write_csv(
@@ -35,8 +33,8 @@ def _project(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_acrm_run_prints_the_summary_only_and_the_detail_with_v(tmp_path: Path) -> None:
-    env = _project(tmp_path)
+def test_acrm_run_prints_the_summary_only_and_the_detail_with_v(tmp_path: Path, acrm, write_csv) -> None:
+    env = _project(tmp_path, write_csv)
     quiet = acrm("run", "--as-of", "2024-03-09", env=env)
     assert quiet.returncode == 0, quiet.stderr
     both = quiet.stdout + quiet.stderr
@@ -52,8 +50,8 @@ def test_acrm_run_prints_the_summary_only_and_the_detail_with_v(tmp_path: Path) 
     assert "Running with dbt" in verbose.stdout + verbose.stderr
 
 
-def test_acrm_backfill_is_quiet_and_shows_the_run_log_with_v(tmp_path: Path) -> None:
-    env = _project(tmp_path)
+def test_acrm_backfill_is_quiet_and_shows_the_run_log_with_v(tmp_path: Path, acrm, write_csv) -> None:
+    env = _project(tmp_path, write_csv)
     quiet = acrm("backfill", "--from", "2024-03-08", "--to", "2024-03-08", env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert [n for n in NOISE if n in quiet.stdout + quiet.stderr] == []

@@ -35,7 +35,7 @@ from dagster import DagsterInstance
 
 from acrm_pipelines.components.segments import SIZE_CHECK
 from acrm_pipelines.settings import REPO_ROOT
-from tests.conftest import DEMO_END, make_settings, run_pipeline
+from tests.cases.demo import DEMO_END
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL_HINT = "run `make system-deps` (as root it installs the Debian package chromium)"
@@ -81,7 +81,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def webserver(tmp_path: Path, demo_landing: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+def webserver(
+    tmp_path: Path, demo_landing: Path, monkeypatch: pytest.MonkeyPatch, make_settings, run_pipeline
+) -> Iterator[dict]:
     """One materialized partition in a temporary instance, served by dagster-webserver; yields its facts."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: {INSTALL_HINT}"  # before the minute of setup
     home = tmp_path / "dagster_home"

@@ -16,7 +16,6 @@ from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.evaluate import evaluate
 from acrm_pipelines.segments.validate import SegmentSet, load_segments
 from acrm_pipelines.yaml_specs import MAX_DEPTH, DefinitionErrors
-from tests.segment_fixtures import make_marts, segment_set
 
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of mappings and lists (the limit; see docs/segments.md)"
 WINDOW_LIMITS = "(the limits: 876,000h, 36,600d, 5,228w, 1,200M, 100y)"
@@ -99,7 +98,7 @@ def test_the_other_files_are_still_checked(tmp_path: Path) -> None:
     ]
 
 
-def test_the_limit_itself_is_accepted_and_evaluates(tmp_path: Path) -> None:
+def test_the_limit_itself_is_accepted_and_evaluates(tmp_path: Path, make_marts) -> None:
     # 29 nots: the leaf's scalars are at level 32 exactly; one more not is refused.
     assert errors_of(tmp_path, nested_not(30)) == [f"a.yaml:2: rules{'.not' * 30}: {TOO_DEEP}"]
     segments = loads(tmp_path, nested_not(29) + "---\n" + nested_all_any(14).replace("key: a", "key: b"))
@@ -109,7 +108,7 @@ def test_the_limit_itself_is_accepted_and_evaluates(tmp_path: Path) -> None:
     assert result.members("b") == ["c1"]
 
 
-def test_deep_export_files_are_refused_too(tmp_path: Path) -> None:
+def test_deep_export_files_are_refused_too(tmp_path: Path, segment_set) -> None:
     segments = segment_set(tmp_path, "key: base\nrules: {field: city, op: is_null}\n")
     folder = write(tmp_path / "exports", "key: e\nsegment: base\nfields: " + "{x: " * 5000 + "1" + "}" * 5000 + "\n")
     with pytest.raises(DefinitionErrors) as info:
@@ -181,7 +180,7 @@ def test_relative_dates_too_far_everywhere(tmp_path: Path, text: str, value: str
     ]
 
 
-def test_frequency_cap_window_bound(tmp_path: Path) -> None:
+def test_frequency_cap_window_bound(tmp_path: Path, segment_set) -> None:
     segments = segment_set(tmp_path, "key: base\nrules: {field: city, op: is_null}\n")
     head = "key: e\nsegment: base\nchannel: email\ncampaign: c\ndestination: {type: csv}\n"
     folder = write(tmp_path / "exports", head + "frequency_cap: {max: 1, per: 36601d}\n")
@@ -195,7 +194,7 @@ def test_frequency_cap_window_bound(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("as_of", [date(1900, 1, 1), date(2200, 12, 31)])
-def test_the_largest_values_evaluate_on_any_date_from_1900_to_2200(tmp_path: Path, as_of: date) -> None:
+def test_the_largest_values_evaluate_on_any_date_from_1900_to_2200(tmp_path: Path, as_of: date, make_marts) -> None:
     windows = [f"{n}{unit}" for unit, n in LARGEST.items()]
     text = "".join(f"---\nkey: w_{w.lower()}\n" + behaviour(w).removeprefix("key: a\n") for w in windows)
     for i, value in enumerate(f"{sign}{LARGEST[u]}{u}" for u in "dwMy" for sign in "-+"):

@@ -27,8 +27,6 @@ from acrm_pipelines.exports.validate import load_exports
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.settings import Settings
 from acrm_pipelines.yaml_specs import DefinitionErrors
-from tests.export_fixtures import make_db, one_export
-from tests.segment_fixtures import segment_set
 
 DAY = date(2024, 3, 1)
 ENV = "ACRM_WEBHOOK_ALLOWED_HOSTS"
@@ -127,18 +125,30 @@ def export_yaml(url: str) -> str:
     )
 
 
-def validate(tmp_path: Path, url: str, allowed_hosts: list[str] | None = None):
-    segments = segment_set(tmp_path, SEGMENT)
-    folder = tmp_path / "exports"
-    folder.mkdir(exist_ok=True)
-    (folder / "e.yaml").write_text(export_yaml(url))
-    return load_exports([folder], segments, load_catalogue(), root=folder, allowed_hosts=allowed_hosts)
+@pytest.fixture
+def validate(segment_set):
+    """`validate(tmp_path, url, allowed_hosts=None)`: the exports of a webhook export to `url`, validated."""
+
+    def validate(tmp_path: Path, url: str, allowed_hosts: list[str] | None = None):
+        segments = segment_set(tmp_path, SEGMENT)
+        folder = tmp_path / "exports"
+        folder.mkdir(exist_ok=True)
+        (folder / "e.yaml").write_text(export_yaml(url))
+        return load_exports([folder], segments, load_catalogue(), root=folder, allowed_hosts=allowed_hosts)
+
+    return validate
 
 
-def validation_errors(tmp_path: Path, url: str) -> list[str]:
-    with pytest.raises(DefinitionErrors) as info:
-        validate(tmp_path, url)
-    return [str(e) for e in info.value.errors]
+@pytest.fixture
+def validation_errors(validate):
+    """`validation_errors(tmp_path, url)`: the errors validating a webhook export to `url` raises."""
+
+    def validation_errors(tmp_path: Path, url: str) -> list[str]:
+        with pytest.raises(DefinitionErrors) as info:
+            validate(tmp_path, url)
+        return [str(e) for e in info.value.errors]
+
+    return validation_errors
 
 
 @pytest.mark.parametrize(
@@ -156,7 +166,7 @@ def validation_errors(tmp_path: Path, url: str) -> list[str]:
         ("http://localhost.example.com/hook", "localhost.example.com"),
     ],
 )
-def test_hosts_that_are_not_loopback_need_listing(tmp_path: Path, url: str, host: str) -> None:
+def test_hosts_that_are_not_loopback_need_listing(tmp_path: Path, url: str, host: str, validation_errors) -> None:
     assert validation_errors(tmp_path, url) == [f"e.yaml:7: destination.url: host {host} {NOT_ALLOWED}"]
 
 
@@ -179,7 +189,9 @@ def test_hosts_that_are_not_loopback_need_listing(tmp_path: Path, url: str, host
         ("http://127.0.0.1:99999/hook", "url is not valid: Port out of range 0-65535"),
     ],
 )
-def test_urls_refused_whatever_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str):
+def test_urls_refused_whatever_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str, validation_errors
+):
     monkeypatch.setenv(ENV, "127.0.0.1,10.0.0.1")
     assert validation_errors(tmp_path, url) == [f"e.yaml:7: destination.url: {message}"]
 
@@ -194,7 +206,7 @@ def test_urls_refused_whatever_is_listed(tmp_path: Path, monkeypatch: pytest.Mon
         "HTTPS://LocalHost./hook",
     ],
 )
-def test_loopback_is_allowed_by_default(tmp_path: Path, url: str) -> None:
+def test_loopback_is_allowed_by_default(tmp_path: Path, url: str, validate) -> None:
     assert validate(tmp_path, url)["hook"].destination.url == url
 
 
@@ -208,7 +220,7 @@ def test_loopback_is_allowed_by_default(tmp_path: Path, url: str) -> None:
         "http://169.254.169.254/",
     ],
 )
-def test_listing_a_host_makes_it_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+def test_listing_a_host_makes_it_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, validate) -> None:
     with pytest.raises(DefinitionErrors):
         validate(tmp_path, url)
     monkeypatch.setenv(ENV, " hooks.example.com , 10.0.0.1,fe80::1, 169.254.169.254")
@@ -216,7 +228,9 @@ def test_listing_a_host_makes_it_valid(tmp_path: Path, monkeypatch: pytest.Monke
     assert validate(tmp_path, url)["hook"].destination.url == url
 
 
-def test_a_listed_name_does_not_allow_its_neighbours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listed_name_does_not_allow_its_neighbours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, validation_errors
+) -> None:
     monkeypatch.setenv(ENV, "hooks.example.com,10.0.0.1")
     for url, host in [("https://evil.hooks.example.com/", "evil.hooks.example.com"), ("http://10.0.0.2/", "10.0.0.2")]:
         assert validation_errors(tmp_path, url) == [f"e.yaml:7: destination.url: host {host} {NOT_ALLOWED}"]
@@ -239,24 +253,32 @@ def rows() -> list[dict]:
     ]
 
 
-def webhook_export(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, listed_at_validation: str = ""):
-    """(connection, export); `listed_at_validation` is in the setting while validating only, as on another host."""
-    con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
-    if listed_at_validation:
-        monkeypatch.setenv(ENV, listed_at_validation)
-    definition = {
-        "key": "hook",
-        "segment": "buyers",
-        "channel": "email",
-        "campaign": "c",
-        "destination": {"type": "webhook", "url": url, "max_attempts": 1, "timeout_seconds": 5},
-    }
-    export = one_export(tmp_path, definition, segments)
-    monkeypatch.delenv(ENV, raising=False)
-    return con, export
+@pytest.fixture
+def webhook_export(make_db, one_export):
+    """`webhook_export(tmp_path, url, monkeypatch, listed_at_validation="")`: (connection, export);
+    `listed_at_validation` is in the setting while validating only, as on another host."""
+
+    def webhook_export(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, listed_at_validation: str = ""):
+        con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
+        if listed_at_validation:
+            monkeypatch.setenv(ENV, listed_at_validation)
+        definition = {
+            "key": "hook",
+            "segment": "buyers",
+            "channel": "email",
+            "campaign": "c",
+            "destination": {"type": "webhook", "url": url, "max_attempts": 1, "timeout_seconds": 5},
+        }
+        export = one_export(tmp_path, definition, segments)
+        monkeypatch.delenv(ENV, raising=False)
+        return con, export
+
+    return webhook_export
 
 
-def test_loopback_still_delivers(tmp_path: Path, receiver: Receiver, connections: list[str]) -> None:
+def test_loopback_still_delivers(
+    tmp_path: Path, receiver: Receiver, connections: list[str], make_db, one_export
+) -> None:
     con, segments = make_db(tmp_path, rows(), SEGMENT, DAY)
     export = one_export(
         tmp_path,
@@ -276,7 +298,7 @@ def test_loopback_still_delivers(tmp_path: Path, receiver: Receiver, connections
 
 
 def test_an_unlisted_name_resolving_to_loopback_is_sent_to_the_checked_address(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver, connections: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver, connections: list[str], webhook_export
 ) -> None:
     asked = dns(monkeypatch, ["127.0.0.1"])
     url = f"http://hooks.internal.test:{receiver.port}/hook"
@@ -290,7 +312,12 @@ def test_an_unlisted_name_resolving_to_loopback_is_sent_to_the_checked_address(
 
 @pytest.mark.parametrize("answer", [["10.0.0.1"], ["127.0.0.1", "169.254.169.254"], ["fe80::1"], []])
 def test_an_unlisted_name_resolving_elsewhere_is_refused_without_sending(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver, connections: list[str], answer: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: Receiver,
+    connections: list[str],
+    answer: list[str],
+    webhook_export,
 ) -> None:
     dns(monkeypatch, answer)
     url = f"http://hooks.internal.test:{receiver.port}/hook"
@@ -306,7 +333,7 @@ def test_an_unlisted_name_resolving_elsewhere_is_refused_without_sending(
 
 
 def test_dns_rebinding_after_the_check_is_refused_at_the_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver, connections: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver, connections: list[str], webhook_export
 ) -> None:
     asked = dns(monkeypatch, ["127.0.0.1"], ["10.0.0.1"])
     url = f"http://hooks.internal.test:{receiver.port}/hook"
@@ -318,7 +345,7 @@ def test_dns_rebinding_after_the_check_is_refused_at_the_connection(
 
 
 def test_an_address_listed_only_where_it_was_validated_is_refused_when_sending(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connections: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connections: list[str], webhook_export
 ) -> None:
     asked = dns(monkeypatch, ["127.0.0.1"])
     con, export = webhook_export(tmp_path, "http://10.0.0.1:9/hook", monkeypatch, listed_at_validation="10.0.0.1")
