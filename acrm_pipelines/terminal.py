@@ -28,10 +28,6 @@ def configure(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"dagster(_\w+)?\.")
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 class _Lines(io.TextIOBase):
     """A file whose complete lines go to `sink`."""
 

@@ -37,7 +37,6 @@ DSN_ENV_RULE = (
     "dsn_env names an environment variable ACRM_POSTGRES_DSN or ACRM_POSTGRES_DSN_<NAME> (upper case), "
     "not the DSN itself"
 )
-CHANNELS = ("email", "sms", "push", "viber", "ads", "other")
 
 
 class Strict(BaseModel):
@@ -47,9 +46,6 @@ class Strict(BaseModel):
 class SegmentRef(Strict):
     segment: Annotated[str, Field(pattern=KEY_PATTERN)]
     arm: str | None = None
-
-
-FORMATS = ("upper", "lower", "title", "trim", "date", "round0", "round2", "int")
 
 
 class FieldSpec(Strict):
@@ -80,7 +76,6 @@ class FrequencyCap(Strict):
     per: Annotated[Window, BeforeValidator(parse_window)]
 
 
-PATH_PLACEHOLDERS = ("key", "as_of", "campaign", "type")
 _PLACEHOLDER = re.compile(r"\{(key|as_of|campaign|type)\}")
 _BRACES = re.compile(r"\{[^{}]*\}|[{}]")
 # Per folder or file name: 255 bytes on Linux file systems, less room for the temporary file written

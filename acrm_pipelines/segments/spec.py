@@ -34,7 +34,6 @@ MAX_SPAN = {"h": 876_000, "d": 36_600, "w": 5_228, "M": 1_200, "y": 100}
 SPAN_LIMITS = ", ".join(f"{n:,}{unit}" for unit, n in MAX_SPAN.items())
 # Arm weights are relative; the cap keeps each finite and their sum far from overflowing.
 MAX_WEIGHT = 1_000_000
-COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 FieldOp = Literal[
     "=", "!=", "<", "<=", ">", ">=", "between", "in", "not_in", "is_null", "is_not_null", "contains", "has_tag"
 ]
