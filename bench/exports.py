@@ -12,10 +12,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb
+import yaml
 
 from acrm_pipelines.exports.run import run_export
-from tests.export_fixtures import one_export, record_segments
-from tests.segment_fixtures import FACTS, segment_set
+from acrm_pipelines.exports.validate import load_exports
+from acrm_pipelines.segments.catalogue import load_catalogue
+from acrm_pipelines.segments.evaluate import evaluate
+from acrm_pipelines.segments.history import record
+from acrm_pipelines.segments.validate import load_segments
+
+# The fact marts the segment engine and the frequency cap read, empty here.
+FACTS = {
+    "fct_orders": "order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, total_amount DECIMAL(18,2), "
+    "status VARCHAR, store_id VARCHAR, channel VARCHAR",
+    "fct_order_lines": "order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, status VARCHAR, store_id VARCHAR, "
+    "channel VARCHAR, product_id VARCHAR, product_name VARCHAR, category VARCHAR, brand VARCHAR, quantity BIGINT, "
+    "price DECIMAL(18,2), line_amount DECIMAL(18,2)",
+    "fct_events": "customer_id VARCHAR, occurred_at TIMESTAMP, event_type VARCHAR, channel VARCHAR, properties VARCHAR",
+    "fct_messages": "message_id VARCHAR, customer_id VARCHAR, campaign_id VARCHAR, channel VARCHAR, "
+    "sent_at TIMESTAMP, delivered_at TIMESTAMP, opened_at TIMESTAMP, clicked_at TIMESTAMP, "
+    "complained_at TIMESTAMP, unsubscribed_at TIMESTAMP",
+    "fct_bonus_transactions": "customer_id VARCHAR, occurred_at TIMESTAMP, points DECIMAL(18,2), reason VARCHAR",
+}
+
+
+def segment_set(tmp: Path, text: str):
+    (tmp / "segments").mkdir(exist_ok=True)
+    (tmp / "segments" / "s.yaml").write_text(text)
+    return load_segments([tmp / "segments"], load_catalogue(), root=tmp)
+
+
+def record_segments(con: duckdb.DuckDBPyConnection, segments, as_of: date) -> None:
+    record(con, evaluate(con, segments, as_of), segments.order, {k: segments[k].version() for k in segments.order})
+
+
+def one_export(tmp: Path, definition: dict, segments):
+    (tmp / "exports").mkdir(exist_ok=True)
+    (tmp / "exports" / "e.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    return load_exports([tmp / "exports"], segments, load_catalogue(), root=tmp)[definition["key"]]
+
 
 N = int(sys.argv[1])
 mode = sys.argv[2]
