@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -45,9 +46,15 @@ class _Environment(BaseSettings):
     exports_dir: Path = Path("exports")
     outbox_dir: Path = Path("data/outbox")
     default_region: str = "RU"
+    # Raw activity older than this before the as-of day warns.
     freshness_days: int = 3
+    # DuckDB's buffer pool (its default, 80 % of RAM, leaves no room for the segment engine's arrays;
+    # a 10M-customer partition was killed by the kernel with it). Larger work spills to disk.
     duckdb_memory_limit: str = "8GB"
+    # Webhook hosts besides loopback (127.0.0.0/8, ::1, localhost), e.g. ("hooks.example.com", "10.0.0.5").
     webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # How long after a send or a click an order counts for a campaign no export sets a window for.
+    attribution_window: str = "7d"
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -81,6 +88,13 @@ class _Environment(BaseSettings):
         except ValueError as err:
             raise ValueError(f"{_variable(info)}: expected a whole number, got {value!r}") from err
 
+    @field_validator("attribution_window", mode="before")
+    @classmethod
+    def _fixed_window(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"\s*[1-9][0-9]{0,5}\s*[hdw]\s*", value):
+            raise ValueError(f"{_variable(info)}: expected hours, days or weeks (12h, 7d, 2w), got {value!r}")
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: Any, info: ValidationInfo) -> Any:
@@ -105,12 +119,10 @@ class Settings:
     outbox_dir: Path
     start_date: date
     default_region: str
-    freshness_days: int = 3  # raw activity older than this before the as-of day warns
-    # DuckDB's buffer pool (its default, 80 % of RAM, leaves no room for the segment engine's arrays;
-    # a 10M-customer partition was killed by the kernel with it). Larger work spills to disk.
-    duckdb_memory_limit: str = "8GB"
-    # Webhook hosts besides loopback (127.0.0.0/8, ::1, localhost), e.g. ("hooks.example.com", "10.0.0.5").
-    webhook_allowed_hosts: tuple[str, ...] = ()
+    freshness_days: int
+    duckdb_memory_limit: str
+    webhook_allowed_hosts: tuple[str, ...]
+    attribution_window: str
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -21,6 +21,7 @@ VARIABLES = {
     "ACRM_FRESHNESS_DAYS": "freshness_days",
     "ACRM_DUCKDB_MEMORY_LIMIT": "duckdb_memory_limit",
     "ACRM_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
+    "ACRM_ATTRIBUTION_WINDOW": "attribution_window",
 }
 DEFAULTS = Settings(
     landing_dir=REPO_ROOT / "data/landing",
@@ -33,6 +34,7 @@ DEFAULTS = Settings(
     freshness_days=3,
     duckdb_memory_limit="8GB",
     webhook_allowed_hosts=(),
+    attribution_window="7d",
 )
 
 
@@ -126,3 +128,16 @@ def test_settings_are_frozen_and_hashable() -> None:
         settings.freshness_days = 1  # type: ignore[misc]
     assert hash(settings) == hash(Settings.from_env())
     assert dataclasses.replace(settings, freshness_days=1).freshness_days == 1
+
+
+@pytest.mark.parametrize("bad", ["7", "1M", "0d", "seven days", "7d;"])
+def test_a_bad_attribution_window_names_the_variable(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("ACRM_ATTRIBUTION_WINDOW", bad)
+    with pytest.raises(ValueError) as err:
+        Settings.from_env()
+    assert str(err.value) == f"ACRM_ATTRIBUTION_WINDOW: expected hours, days or weeks (12h, 7d, 2w), got {bad!r}"
+
+
+def test_an_attribution_window_is_read_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACRM_ATTRIBUTION_WINDOW", "36h")
+    assert Settings.from_env().attribution_window == "36h"

@@ -15,10 +15,11 @@ from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext, AssetKey
+from dagster.components import DefsStateConfig
 from dagster_dbt import DbtCliResource, DbtProject, DbtProjectComponent, dbt_assets
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.wiring.load import current
+from acrm_pipelines.wiring.load import Load, current
 from acrm_pipelines.wiring.partitions import daily_partitions
 
 
@@ -46,9 +47,19 @@ class DailyDbtComponent(DbtProjectComponent):
         spec = spec.replace_attributes(description=f"{text}\n\n{source}" if text else source)
         return spec.replace_attributes(key=AssetKey([props["name"]])) if props["resource_type"] == "model" else spec
 
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        """One state key per component (features and analytics share the project): by its op's name."""
+        config = super().defs_state_config
+        name = self.op.name if self.op and self.op.name else type(self).__name__
+        return DefsStateConfig(
+            key=f"{config.key}[{name}]", management_type=config.management_type, refresh_if_dev=config.refresh_if_dev
+        )
+
     def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
         project = self._project_manager.get_project(state_path)
         op = self._get_op_spec(project)
+        load = current()  # a run reads the settings and YAML the definitions were loaded with
 
         @dbt_assets(
             manifest=manifest_of(project),
@@ -57,13 +68,13 @@ class DailyDbtComponent(DbtProjectComponent):
             exclude=self.exclude,
             selector=self.selector,
             name=op.name,
-            partitions_def=daily_partitions(current().settings),
+            partitions_def=daily_partitions(load.settings),
             backfill_policy=op.backfill_policy,
             pool=op.pool,
             dagster_dbt_translator=self.translator,
         )
         def _dbt(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource):
-            yield from self.build_partition(context, dbt, duckdb, Built(project, _dbt))
+            yield from self.build_partition(context, dbt, duckdb, Built(project, _dbt, load))
 
         return dg.Definitions(assets=[_dbt])
 
@@ -75,8 +86,9 @@ class DailyDbtComponent(DbtProjectComponent):
 
 @dataclass(frozen=True)
 class Built:
-    """What a partition's build may need to know of its definition: the project, and the whole asset (a run's
-    `context.assets_def` holds only what the run selected)."""
+    """What a partition's build may need to know of its definition: the project, the whole asset (a run's
+    `context.assets_def` holds only what the run selected), and the load of the definitions (its settings)."""
 
     project: DbtProject
     assets_def: dg.AssetsDefinition
+    load: Load

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from acrm_pipelines.exports.validate import ExportSet, load_export_set
 from acrm_pipelines.segments.validate import SegmentSet, load_segment_set
-from acrm_pipelines.wiring.load import current
+from acrm_pipelines.wiring.load import Load, current
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class Specs:
     inactive: frozenset[str]
 
 
-def specs() -> Specs:
-    load = current()
+def specs(load: Load | None = None) -> Specs:
+    """The YAML of `load` (by default, the one in progress)."""
+    load = load or current()
     return load.once("specs", lambda: _read(load))
 
 

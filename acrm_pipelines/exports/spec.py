@@ -48,6 +48,14 @@ class SegmentRef(Strict):
     arm: str | None = None
 
 
+# An attribution window has a fixed length: months and years do not.
+WINDOW_HOURS = {"h": 1, "d": 24, "w": 168}
+
+
+def window_hours(window: Window) -> int:
+    return window.n * WINDOW_HOURS[window.unit]
+
+
 class FieldSpec(Strict):
     """An output column: a feature (optionally formatted) or a constant."""
 
@@ -390,6 +398,16 @@ class Export(Strict):
     # The dates the export sends for (inclusive); outside them a run records why and sends nothing.
     starts: date | None = None
     ends: date | None = None
+    # How long after a send (or a click) an order counts for the campaign (docs/analytics.md); in hours, days or
+    # weeks. Unset: ACRM_ATTRIBUTION_WINDOW. Every export of a campaign that sets it sets the same.
+    attribution_window: Annotated[Window, BeforeValidator(parse_window)] | None = None
+
+    @field_validator("attribution_window")
+    @classmethod
+    def _fixed_length(cls, value: Window | None) -> Window | None:
+        if value is not None and value.unit not in WINDOW_HOURS:
+            raise ValueError(f"attribution window {value}: use hours, days or weeks (12h, 7d, 2w)")
+        return value
 
     @field_validator("segment", mode="before")
     @classmethod

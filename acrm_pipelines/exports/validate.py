@@ -63,6 +63,7 @@ def load_exports(
     defs = {key: ExportDefinition(export, doc) for key, (export, doc) in found.items()}
     for export, doc in found.values():
         errors += _check(export, doc, segments, catalogue, allowed_hosts)
+    errors += _one_window_per_campaign(found.values())
     if errors:
         raise DefinitionErrors(errors)
     return ExportSet(defs)
@@ -86,6 +87,26 @@ def clean_loc(loc):
     if len(out) > 1 and out[0] == "destination" and out[1] in DESTINATION_TAGS:
         del out[1]
     return out
+
+
+def _one_window_per_campaign(found) -> list[DefinitionError]:
+    """A campaign's orders are attributed with one window: exports of it that set one must agree."""
+    first: dict[str, tuple[Export, Document]] = {}
+    errors = []
+    for export, doc in sorted(found, key=lambda f: (f[1].file, f[1].index)):
+        if export.attribution_window is None:
+            continue
+        seen = first.setdefault(export.campaign, (export, doc))
+        if seen[0].attribution_window != export.attribution_window:
+            errors.append(
+                doc.error(
+                    ["attribution_window"],
+                    f"campaign {export.campaign!r} has attribution window {seen[0].attribution_window} in export "
+                    f"{seen[0].key!r} ({seen[1].file}:{seen[1].line_of(['attribution_window'])}): "
+                    "one window per campaign",
+                )
+            )
+    return errors
 
 
 def _check(

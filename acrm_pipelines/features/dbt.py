@@ -58,12 +58,15 @@ def dbt_environment(database: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def prune_targets(target_dir: Path, keep: int = KEEP_TARGETS, idle_s: float = 3600.0) -> list[Path]:
-    """Remove the per-build target folders beyond the newest `keep` (by last change), except any changed in
+def prune_targets(
+    target_dir: Path, keep: int = KEEP_TARGETS, idle_s: float = 3600.0, op: str = "dbt_features"
+) -> list[Path]:
+    """Remove the per-build target folders of the op `op` (dagster-dbt names them `<op>-<run>-<hash>`) beyond
+    the newest `keep` (by last change), except any changed in
     the last `idle_s` seconds (another run may be writing it); returns what was removed. The latest
     builds' dbt.log and compiled SQL stay for debugging, and the project's own manifest.json is not touched."""
     changed: dict[Path, float] = {}
-    for folder in target_dir.glob("dbt_features-*"):
+    for folder in target_dir.glob(f"{op}-*"):
         try:  # the folder's own time, or its dbt.log's, which dbt keeps writing to
             changed[folder] = max(p.stat().st_mtime for p in (folder, *folder.glob("dbt.log")))
         except OSError:  # removed meanwhile (another run's prune, `dbt clean`)

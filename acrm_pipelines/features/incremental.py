@@ -64,11 +64,13 @@ class Plan:
 
 
 def code_hash() -> str:
-    """The dbt project's models, macros and settings: a change to any of them makes the next build full."""
+    """The dbt project's models, macros and settings: a change to any of them makes the next build full (the
+    analytics models excepted: the features build leaves them out)."""
     digest = hashlib.sha256()
     files = [DBT_PROJECT_DIR / "dbt_project.yml"]
     for folder in ("models", "macros"):
         files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
+    files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]
     for path in files:
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

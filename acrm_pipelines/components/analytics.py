@@ -1,0 +1,67 @@
+"""The analytics dbt models (dbt_project/models/analytics/, schema `analytics`) as Dagster assets
+(defs/analytics/defs.yaml): one `dbt build` of them per daily partition, after the features they read.
+
+What the build is told besides the as-of date: each campaign's attribution window, from the exports' YAML
+(`attribution_window`), and the default for the others (ACRM_ATTRIBUTION_WINDOW); docs/analytics.md.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+
+from acrm_pipelines.analytics.attribution import attribution_vars
+from acrm_pipelines.components.dbt import Built, DailyDbtComponent
+from acrm_pipelines.components.specs import specs
+from acrm_pipelines.features.dbt import dbt_environment, prune_targets
+from acrm_pipelines.terminal import routed
+
+
+@dataclass
+class AnalyticsComponent(DailyDbtComponent):
+    """Campaign results per daily partition: the funnel and the orders each campaign's messages took."""
+
+    def build_partition(
+        self, context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource, built: Built
+    ) -> Iterator:
+        windows = attribution_vars(specs(built.load).exports, built.load.settings.attribution_window)
+        dbt_vars = {"as_of": context.partition_key, **windows}
+        with dbt_environment(duckdb.database):
+            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v
+            if isinstance(event, Output) and event.output_name == FUNNEL.to_python_identifier():
+                with duckdb.get_connection() as con:
+                    event = event.with_metadata({**event.metadata, **funnel_metadata(con, context.partition_key)})
+            yield event
+        prune_targets(invocation.target_path.parent, op=context.op.name)
+
+
+FUNNEL = AssetKey("campaign_funnel")
+SHOWN = ("sent", "delivered", "opened", "clicked", "orders_after_send", "orders_after_click", "revenue_after_click")
+
+
+def funnel_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
+    """The day's funnel as a table in the asset's page, and each campaign's counts as numbers the UI plots
+    over the partitions (`<campaign>.<channel>.<step>`)."""
+    rows = con.execute(
+        f"SELECT campaign_id, channel, {', '.join(SHOWN)}, click_rate FROM analytics.campaign_funnel "
+        "WHERE as_of = ? ORDER BY campaign_id, channel",
+        [as_of],
+    ).fetchall()
+    header = "| campaign | channel | " + " | ".join(SHOWN) + " | click_rate |\n" + "|---" * (len(SHOWN) + 3) + "|\n"
+    lines = "".join(
+        "| " + " | ".join("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |\n"
+        for r in rows
+    )
+    numbers = {
+        f"{r[0]}.{r[1]}.{step}": MetadataValue.float(float(value or 0))
+        for r in rows
+        for step, value in zip(SHOWN, r[2:], strict=False)
+    }
+    return {"campaigns": MetadataValue.int(len(rows)), "funnel": MetadataValue.md(header + lines), **numbers}
