@@ -72,7 +72,16 @@ m6,e,spring,email,2025-03-06 08:00:00,2025-03-06 08:01:00,2025-03-11 08:00:00,,,
     "bonus_transactions": "customer_id,occurred_at,points,reason\na,2025-01-01 10:00:00,10,welcome\n",
 }
 
-SEGMENTS = "key: everyone\ntitle: Everyone\nrules: {field: customer_id, op: is_not_null}\n"
+SEGMENTS = """\
+key: everyone
+title: Everyone
+rules: {field: customer_id, op: is_not_null}
+---
+key: everyone_split
+title: Everyone, half held back
+rules: {field: customer_id, op: is_not_null}
+split: {control: 50%, salt: hand}
+"""
 # The export that sets campaign `short`'s window; it sends nothing (inactive): only its window matters here.
 EXPORTS = """\
 key: short_sms
@@ -82,6 +91,12 @@ campaign: short
 destination: {type: csv}
 attribution_window: 24h
 active: false
+---
+key: spring_holdout
+segment: everyone_split
+channel: email
+campaign: spring
+destination: {type: csv}
 """
 
 
@@ -149,3 +164,20 @@ def test_the_funnel_asset_shows_each_campaign_in_its_metadata(hand_run) -> None:
     assert metadata["spring.email.orders_after_click"].value == 4.0
     assert metadata["short.sms.orders_after_send"].value == 3.0
     assert "| spring | email | 4 | 3 | 2 | 2 | 2 | 4 | 190.00 | 0.667 |" in metadata["funnel"].value
+
+
+def test_the_hold_out_export_is_measured_but_five_customers_are_not_enough(hand_run) -> None:
+    """spring_holdout sends half of `everyone_split` and holds back the other half (its `control` arm). On its
+    first date the orders of both groups are yet to come, and 4 customers (d complained: suppressed) are far
+    too few for an interval."""
+    with duckdb.connect(str(hand_run[0]), read_only=True) as con:
+        sent, held = con.execute(
+            "SELECT count(*) FILTER (status = 'sent'), count(*) FILTER (status = 'held_back') FROM exports.deliveries "
+            "WHERE export_key = 'spring_holdout'"
+        ).fetchone()
+        rows = con.execute(
+            "SELECT export_key, first_day, window_complete, treatment_n, control_n, uplift, note "
+            "FROM analytics.campaign_uplift"
+        ).fetchall()
+    assert sent + held == 4 and held > 0
+    assert rows == [("spring_holdout", AS_OF, False, sent, held, None, "not enough data")]
