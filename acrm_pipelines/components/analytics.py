@@ -19,12 +19,14 @@ from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.analytics import uplift
+from acrm_pipelines.analytics import portrait, uplift
 from acrm_pipelines.analytics.attribution import attribution_vars
 from acrm_pipelines.components.dbt import Built, DailyDbtComponent
 from acrm_pipelines.components.exports import export_key
+from acrm_pipelines.components.segments import SET_KEY
 from acrm_pipelines.components.specs import specs
 from acrm_pipelines.features.dbt import dbt_environment, prune_targets
+from acrm_pipelines.features.history import table_exists
 from acrm_pipelines.terminal import routed
 from acrm_pipelines.wiring.load import Load, current
 from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN, daily_partitions
@@ -38,7 +40,8 @@ class AnalyticsComponent(DailyDbtComponent):
     def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
         dbt_defs = super().build_defs_from_state(context, state_path)
         load = current()
-        return dg.Definitions.merge(dbt_defs, dg.Definitions(assets=[build_uplift_asset(load)]))
+        python = [build_uplift_asset(load), build_portrait_asset(load)]
+        return dg.Definitions.merge(dbt_defs, dg.Definitions(assets=python))
 
     def build_partition(
         self, context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource, built: Built
@@ -127,3 +130,32 @@ def uplift_metadata(rows: list[dict]) -> dict:
     table += "".join("| " + " | ".join(show(r[c]) for c in shown) + " |\n" for r in rows)
     numbers = {f"{r['export_key']}.uplift": MetadataValue.float(r["uplift"]) for r in rows if r["uplift"] is not None}
     return {"exports": MetadataValue.int(len(rows)), "uplift": MetadataValue.md(table), **numbers}
+
+
+def build_portrait_asset(load: Load) -> dg.AssetsDefinition:
+    found = specs(load)
+
+    @dg.asset(
+        key=AssetKey("segment_portrait"),
+        group_name="analytics",
+        deps=[*([SET_KEY] if found.segments.order else []), AssetKey("customer_features")],
+        partitions_def=daily_partitions(load.settings),
+        backfill_policy=ONE_PARTITION_PER_RUN,
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "python"},
+        description="Per segment evaluated on the day, and per arm: size, share of the customer base and of the "
+        "last 365 days' revenue, average check, orders per customer, entered, exited (docs/analytics.md). "
+        "Table analytics.segment_portrait.",
+    )
+    def segment_portrait(context: AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        as_of = date.fromisoformat(context.partition_key)
+        with duckdb.get_connection() as con:
+            if not table_exists(con, "segments", "evaluations"):
+                return dg.MaterializeResult(metadata={"segments": MetadataValue.int(0)})
+            portrait.portrait(con, as_of)
+            (segments,) = con.execute(
+                f"SELECT count(*) FROM {portrait.TABLE} WHERE as_of = ? AND arm IS NULL", [as_of]
+            ).fetchone()
+        return dg.MaterializeResult(metadata={"segments": MetadataValue.int(segments)})
+
+    return segment_portrait

@@ -1,0 +1,108 @@
+"""Cohorts, RFM migration and segment portraits on the demo data, against plain pandas computations.
+
+The pipeline runs on the demo landing folder for a day one calendar month before the demo's end and for the
+end itself (so the migration has its earlier built day). The references read only the raw tables (through the
+independent features reference, tests/reference/features.py) and the recorded memberships (members_at).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+
+from acrm_pipelines.segments.members import members_at
+from tests.cases.demo import DEMO_END
+from tests.reference.features import read_raw, reference_features
+
+FROM_DAY = date(2026, 10, 20)  # DEMO_END minus one calendar month
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_landing, tmp_path_factory, make_settings, run_pipeline):
+    settings = make_settings(tmp_path_factory.mktemp("analytics_demo"), demo_landing)
+    for day in (FROM_DAY, DEMO_END):
+        run_pipeline(settings, day.isoformat())
+    return settings.duckdb_path, read_raw(settings.duckdb_path)
+
+
+def table(db, sql: str, params: list | None = None) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql, params or []).df()
+
+
+def test_cohort_retention_equals_pandas(demo_run) -> None:
+    db, raw = demo_run
+    orders = raw["orders"]
+    cut = datetime.combine(DEMO_END + timedelta(days=1), datetime.min.time())
+    done = orders[(orders.status == "completed") & (orders.ordered_at < cut)].copy()
+    done["month"] = done.ordered_at.dt.to_period("M")
+    first = done.groupby("customer_id").month.min().rename("cohort")
+    done = done.join(first, on="customer_id")
+    sizes = first.value_counts()
+    active = done.groupby(["cohort", "month"]).customer_id.nunique()
+    expected = {}
+    for cohort, customers in sizes.items():
+        for month in sorted(done.month.unique()):
+            if month >= cohort:
+                n = int(active.get((cohort, month), 0))
+                expected[(cohort.to_timestamp().date(), (month - cohort).n)] = (int(customers), n)
+    got = table(db, "SELECT * FROM analytics.cohort_retention")
+    assert {pd.Timestamp(d).date() for d in got.as_of} == {DEMO_END}
+    found = {
+        (pd.Timestamp(r.cohort_month).date(), int(r.months_since)): (
+            int(r.customers), int(r.active_customers))
+        for r in got.itertuples()
+    }  # fmt: skip
+    assert found == expected
+    assert (got.share - got.active_customers / got.customers).abs().max() < 1e-12
+
+
+def test_rfm_migration_equals_pandas(demo_run) -> None:
+    db, raw = demo_run
+    before = reference_features(raw, FROM_DAY).set_index("customer_id").rfm_segment
+    after = reference_features(raw, DEMO_END).set_index("customer_id").rfm_segment
+    both = pd.concat([before.rename("from_segment"), after.rename("to_segment")], axis=1, join="inner")
+    expected = both.value_counts().to_dict()
+    got = table(db, "SELECT * FROM analytics.rfm_migration WHERE as_of = ?", [DEMO_END])
+    assert {pd.Timestamp(d).date() for d in got.from_day} == {FROM_DAY}
+    assert {(r.from_segment, r.to_segment): int(r.customers) for r in got.itertuples()} == expected
+
+
+def test_segment_portraits_equal_pandas(demo_run) -> None:
+    db, raw = demo_run
+    features = reference_features(raw, DEMO_END).set_index("customer_id")
+    got = table(db, "SELECT * FROM analytics.segment_portrait WHERE as_of = ?", [DEMO_END])
+    with duckdb.connect(str(db), read_only=True) as con:
+        keys = [
+            k
+            for (k,) in con.execute(
+                "SELECT segment_key FROM segments.evaluations WHERE as_of = ?", [DEMO_END]
+            ).fetchall()
+        ]
+        members = {k: members_at(con, k, DEMO_END) for k in keys}
+        previous = {k: {c for c, _ in members_at(con, k, DEMO_END - timedelta(days=1))} for k in keys}
+    assert sorted(got[got.arm.isna()].segment_key) == sorted(keys)
+    base_revenue = features.amount_365d.sum()
+    for key in keys:
+        ids = [c for c, _ in members[key]]
+        rows = got[(got.segment_key == key) & got.arm.isna()]
+        (row,) = rows.itertuples()
+        sub = features.loc[ids]
+        assert row.size == len(ids)
+        assert row.share_of_base == pytest.approx(len(ids) / len(features))
+        assert row.share_of_revenue_365d == pytest.approx(sub.amount_365d.sum() / base_revenue)
+        orders = sub.orders_365d.sum()
+        assert (pd.isna(row.avg_check_365d) and orders == 0) or row.avg_check_365d == pytest.approx(
+            sub.amount_365d.sum() / orders
+        )
+        if ids:
+            assert row.orders_per_customer_365d == pytest.approx(orders / len(ids))
+        now = set(ids)
+        assert (row.entered, row.exited) == (len(now - previous[key]), len(previous[key] - now))
+        arms = pd.Series({c: a for c, a in members[key] if a is not None}, dtype=object)
+        for arm, in_arm in arms.groupby(arms).groups.items():
+            (arm_row,) = got[(got.segment_key == key) & (got.arm == arm)].itertuples()
+            assert arm_row.size == len(in_arm) and pd.isna(arm_row.entered)
