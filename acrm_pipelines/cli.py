@@ -199,6 +199,17 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from acrm_pipelines.analytics.report import write_report
+
+    as_of = _as_of(args.as_of)
+    path = Path(args.output) if args.output else settings.duckdb_path.parent / "reports" / f"report-{as_of}.html"
+    with _read_only(settings) as con:
+        charts = write_report(con, as_of, path)
+    print(f"{path} ({charts} charts)")
+    return 0
+
+
 def _members(args: argparse.Namespace, settings: Settings) -> int:
     import csv
 
@@ -350,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     segments_of.add_argument("customer_id")
     segments_of.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
     segments_of.set_defaults(handler=_segments_of)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of a day's campaign results and segments")
+    report.add_argument("--as-of", required=True)
+    report.add_argument(
+        "-o", "--output", help="the HTML file (default: reports/report-DATE.html beside the DuckDB file)"
+    )
+    report.set_defaults(handler=_report)
 
     exports = sub.add_parser("exports", help="export runs and deliveries")
     exports_sub = exports.add_subparsers(dest="exports_command", required=True)

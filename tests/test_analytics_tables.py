@@ -8,6 +8,7 @@ independent features reference, tests/reference/features.py) and the recorded me
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -106,3 +107,44 @@ def test_segment_portraits_equal_pandas(demo_run) -> None:
         for arm, in_arm in arms.groupby(arms).groups.items():
             (arm_row,) = got[(got.segment_key == key) & (got.arm == arm)].itertuples()
             assert arm_row.size == len(in_arm) and pd.isna(arm_row.entered)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.timeout(300)
+def test_the_report_draws_every_chart_offline_in_chromium(demo_run, tmp_path, monkeypatch) -> None:
+    """`acrm report` on the demo run: one HTML file that Chromium renders with no network (every request other
+    than the file itself is refused and recorded); each chart has Plotly's SVG. The screenshot is kept."""
+    from playwright.sync_api import sync_playwright
+
+    from acrm_pipelines.cli import main
+
+    assert CHROMIUM.exists(), "run `make system-deps` (as root it installs the Debian package chromium)"
+    db, _ = demo_run
+    monkeypatch.setenv("ACRM_DUCKDB_PATH", str(db))
+    page_path = tmp_path / "report.html"
+    assert main(["report", "--as-of", DEMO_END.isoformat(), "-o", str(page_path)]) == 0
+    text = page_path.read_text()
+    assert text.count("<h2>") == 5 and "No data" in text  # the demo's exports hold nobody back: no uplift yet
+    requested: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.route(
+            lambda url: not url.startswith("file://"),
+            lambda route: (requested.append(route.request.url), route.abort()),
+        )
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=60_000)
+        drawn = page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')].map(p => p.querySelectorAll('.main-svg').length)"
+        )
+        titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
+        page.screenshot(path=tmp_path / "report.png", full_page=True)
+        browser.close()
+    assert len(drawn) == 4 and all(n >= 1 for n in drawn)  # funnel, cohorts, RFM migration, segments
+    assert any(t.startswith("Funnel per campaign") for t in titles)
+    assert any(t.startswith("Cohort retention") for t in titles) and any(t.startswith("RFM migration") for t in titles)
+    assert requested == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
