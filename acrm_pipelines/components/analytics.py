@@ -86,18 +86,28 @@ def funnel_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
 UPLIFT = AssetKey("campaign_uplift")
 
 
-def build_uplift_asset(load: Load) -> dg.AssetsDefinition:
-    found = specs(load)
-    exported = [export_key(k) for k in found.exports.keys if found.exports[k].active]
-
-    @dg.asset(
-        key=UPLIFT,
+def daily_asset(load: Load, key: AssetKey, deps: list[AssetKey], description: str):
+    """An analytics asset computed in Python: by day, one partition a run, in the DuckDB pool."""
+    return dg.asset(
+        key=key,
         group_name="analytics",
-        deps=[*exported, AssetKey("fct_orders")],
+        deps=deps,
         partitions_def=daily_partitions(load.settings),
         backfill_policy=ONE_PARTITION_PER_RUN,
         pool=DUCKDB_POOL,
         kinds={"duckdb", "python"},
+        description=description,
+    )
+
+
+def build_uplift_asset(load: Load) -> dg.AssetsDefinition:
+    found = specs(load)
+    exported = [export_key(k) for k in found.exports.keys if found.exports[k].active]
+
+    @daily_asset(
+        load,
+        UPLIFT,
+        deps=[*exported, AssetKey("fct_orders")],
         description="For every export with a hold-out arm: sent against held back from its first such date, "
         "conversion and revenue per customer within the campaign's attribution window, with 95 % intervals "
         "(docs/analytics.md, Uplift). Table analytics.campaign_uplift.",
@@ -106,10 +116,7 @@ def build_uplift_asset(load: Load) -> dg.AssetsDefinition:
         as_of = date.fromisoformat(context.partition_key)
         attribution = attribution_vars(found.exports, load.settings.attribution_window)
         with duckdb.get_connection() as con:
-            has_log = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'exports' "
-                "AND table_name = 'deliveries'"
-            ).fetchone()[0]
+            has_log = table_exists(con, "exports", "deliveries")
             rows = (
                 uplift.measure(con, uplift.holdouts(found.exports, found.segments, attribution), as_of)
                 if has_log
@@ -135,14 +142,10 @@ def uplift_metadata(rows: list[dict]) -> dict:
 def build_portrait_asset(load: Load) -> dg.AssetsDefinition:
     found = specs(load)
 
-    @dg.asset(
-        key=AssetKey("segment_portrait"),
-        group_name="analytics",
+    @daily_asset(
+        load,
+        AssetKey("segment_portrait"),
         deps=[*([SET_KEY] if found.segments.order else []), AssetKey("customer_features")],
-        partitions_def=daily_partitions(load.settings),
-        backfill_policy=ONE_PARTITION_PER_RUN,
-        pool=DUCKDB_POOL,
-        kinds={"duckdb", "python"},
         description="Per segment evaluated on the day, and per arm: size, share of the customer base and of the "
         "last 365 days' revenue, average check, orders per customer, entered, exited (docs/analytics.md). "
         "Table analytics.segment_portrait.",
