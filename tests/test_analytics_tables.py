@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from dagster import AssetKey, DagsterInstance
 
 from acrm_pipelines.segments.members import members_at
 from tests.cases.demo import DEMO_END
@@ -24,9 +25,10 @@ FROM_DAY = date(2026, 10, 20)  # DEMO_END minus one calendar month
 @pytest.fixture(scope="module")
 def demo_run(demo_landing, tmp_path_factory, make_settings, run_pipeline):
     settings = make_settings(tmp_path_factory.mktemp("analytics_demo"), demo_landing)
+    instance = DagsterInstance.ephemeral()
     for day in (FROM_DAY, DEMO_END):
-        run_pipeline(settings, day.isoformat())
-    return settings.duckdb_path, read_raw(settings.duckdb_path)
+        run_pipeline(settings, day.isoformat(), instance)
+    return settings.duckdb_path, read_raw(settings.duckdb_path), instance
 
 
 def table(db, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -35,7 +37,7 @@ def table(db, sql: str, params: list | None = None) -> pd.DataFrame:
 
 
 def test_cohort_retention_equals_pandas(demo_run) -> None:
-    db, raw = demo_run
+    db, raw, _ = demo_run
     orders = raw["orders"]
     cut = datetime.combine(DEMO_END + timedelta(days=1), datetime.min.time())
     done = orders[(orders.status == "completed") & (orders.ordered_at < cut)].copy()
@@ -62,7 +64,7 @@ def test_cohort_retention_equals_pandas(demo_run) -> None:
 
 
 def test_rfm_migration_equals_pandas(demo_run) -> None:
-    db, raw = demo_run
+    db, raw, _ = demo_run
     before = reference_features(raw, FROM_DAY).set_index("customer_id").rfm_segment
     after = reference_features(raw, DEMO_END).set_index("customer_id").rfm_segment
     both = pd.concat([before.rename("from_segment"), after.rename("to_segment")], axis=1, join="inner")
@@ -73,7 +75,7 @@ def test_rfm_migration_equals_pandas(demo_run) -> None:
 
 
 def test_segment_portraits_equal_pandas(demo_run) -> None:
-    db, raw = demo_run
+    db, raw, _ = demo_run
     features = reference_features(raw, DEMO_END).set_index("customer_id")
     got = table(db, "SELECT * FROM analytics.segment_portrait WHERE as_of = ?", [DEMO_END])
     with duckdb.connect(str(db), read_only=True) as con:
@@ -121,7 +123,7 @@ def test_the_report_draws_every_chart_offline_in_chromium(demo_run, tmp_path, mo
     from acrm_pipelines.cli import main
 
     assert CHROMIUM.exists(), "run `make system-deps` (as root it installs the Debian package chromium)"
-    db, _ = demo_run
+    db, _, _ = demo_run
     monkeypatch.setenv("ACRM_DUCKDB_PATH", str(db))
     page_path = tmp_path / "report.html"
     assert main(["report", "--as-of", DEMO_END.isoformat(), "-o", str(page_path)]) == 0
@@ -148,3 +150,23 @@ def test_the_report_draws_every_chart_offline_in_chromium(demo_run, tmp_path, mo
     assert any(t.startswith("Cohort retention") for t in titles) and any(t.startswith("RFM migration") for t in titles)
     assert requested == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_analytics_assets_show_their_tables_in_the_ui(demo_run) -> None:
+    """The materializations' metadata (what the asset pages show) hold the tables' own numbers."""
+    db, _, _ = demo_run
+    instance = demo_run[2]
+    cohort = instance.get_latest_materialization_event(AssetKey("cohort_retention")).asset_materialization.metadata
+    rfm = instance.get_latest_materialization_event(AssetKey("rfm_migration")).asset_materialization.metadata
+    picture = instance.get_latest_materialization_event(AssetKey("segment_portrait")).asset_materialization.metadata
+    retention = table(db, "SELECT * FROM analytics.cohort_retention")
+    migration = table(db, "SELECT * FROM analytics.rfm_migration WHERE as_of = ?", [DEMO_END])
+    portraits = table(db, "SELECT * FROM analytics.segment_portrait WHERE as_of = ? AND arm IS NULL", [DEMO_END])
+    assert cohort["cohorts"].value == retention.cohort_month.nunique()
+    assert "| cohort | customers | month 0 |" in cohort["retention"].value
+    stayed = migration[migration.from_segment == migration.to_segment].customers.sum()
+    assert rfm["customers"].value == migration.customers.sum()
+    assert rfm["stayed_share"].value == pytest.approx(stayed / migration.customers.sum())
+    largest = portraits.sort_values(["size", "segment_key"], ascending=[False, True]).iloc[0]
+    assert picture["segments"].value == len(portraits)
+    assert f"| {largest.segment_key} | {largest['size']} |" in picture["largest"].value

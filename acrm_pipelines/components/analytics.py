@@ -8,7 +8,7 @@ What the build is told besides the as-of date: each campaign's attribution windo
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -51,15 +51,25 @@ class AnalyticsComponent(DailyDbtComponent):
         with dbt_environment(duckdb.database):
             invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
         for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v
-            if isinstance(event, Output) and event.output_name == FUNNEL.to_python_identifier():
+            if isinstance(event, Output) and event.output_name in OUTPUTS:
                 with duckdb.get_connection() as con:
-                    event = event.with_metadata({**event.metadata, **funnel_metadata(con, context.partition_key)})
+                    extra = OUTPUTS[event.output_name](con, context.partition_key)
+                event = event.with_metadata({**event.metadata, **extra})
             yield event
         prune_targets(invocation.target_path.parent, op=context.op.name)
 
 
-FUNNEL = AssetKey("campaign_funnel")
 SHOWN = ("sent", "delivered", "opened", "clicked", "orders_after_send", "orders_after_click", "revenue_after_click")
+
+
+def md_table(columns: Sequence[str], rows: Iterable[Sequence]) -> MetadataValue:
+    """Rows as a markdown table for the asset's page (numbers with 3 decimals, empty for null)."""
+
+    def cell(value) -> str:
+        return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    head = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|\n"
+    return MetadataValue.md(head + "".join("| " + " | ".join(cell(v) for v in r) + " |\n" for r in rows))
 
 
 def funnel_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
@@ -70,17 +80,51 @@ def funnel_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
         "WHERE as_of = ? ORDER BY campaign_id, channel",
         [as_of],
     ).fetchall()
-    header = "| campaign | channel | " + " | ".join(SHOWN) + " | click_rate |\n" + "|---" * (len(SHOWN) + 3) + "|\n"
-    lines = "".join(
-        "| " + " | ".join("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |\n"
-        for r in rows
-    )
     numbers = {
         f"{r[0]}.{r[1]}.{step}": MetadataValue.float(float(value or 0))
         for r in rows
         for step, value in zip(SHOWN, r[2:], strict=False)
     }
-    return {"campaigns": MetadataValue.int(len(rows)), "funnel": MetadataValue.md(header + lines), **numbers}
+    table = md_table(["campaign", "channel", *SHOWN, "click_rate"], rows)
+    return {"campaigns": MetadataValue.int(len(rows)), "funnel": table, **numbers}
+
+
+def cohort_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
+    """The latest 12 cohorts' shares in their first 7 months."""
+    df = con.execute("SELECT * FROM analytics.cohort_retention WHERE as_of = ?", [as_of]).df()
+    if df.empty:
+        return {"cohorts": MetadataValue.int(0)}
+    grid = df[df.months_since <= 6].pivot(index="cohort_month", columns="months_since", values="share")
+    sizes = df.groupby("cohort_month").customers.first()
+    latest = grid.sort_index().tail(12)
+    rows = [[str(m)[:7], int(sizes[m]), *(None if v != v else float(v) for v in latest.loc[m])] for m in latest.index]
+    table = md_table(["cohort", "customers", *(f"month {c}" for c in latest.columns)], rows)
+    return {"cohorts": MetadataValue.int(len(sizes)), "retention": table}
+
+
+def rfm_metadata(con: duckdb.DuckDBPyConnection, as_of: str) -> dict:
+    """The migration matrix, and the share of customers who kept their segment (plotted over the days)."""
+    df = con.execute("SELECT * FROM analytics.rfm_migration WHERE as_of = ?", [as_of]).df()
+    if df.empty:
+        return {"customers": MetadataValue.int(0)}
+    grid = df.pivot_table(index="from_segment", columns="to_segment", values="customers", fill_value=0)
+    rows = [[name, *(int(v) for v in grid.loc[name])] for name in grid.index]
+    stayed = int(df[df.from_segment == df.to_segment].customers.sum())
+    total = int(df.customers.sum())
+    return {
+        "customers": MetadataValue.int(total),
+        "stayed_share": MetadataValue.float(stayed / total),
+        "migration": md_table(["from \\ to", *grid.columns], rows),
+    }
+
+
+# The dbt models whose materialization carries a table of the day's results (and numbers the UI plots).
+METADATA = {
+    AssetKey("campaign_funnel"): funnel_metadata,
+    AssetKey("cohort_retention"): cohort_metadata,
+    AssetKey("rfm_migration"): rfm_metadata,
+}
+OUTPUTS = {key.to_python_identifier(): make for key, make in METADATA.items()}
 
 
 UPLIFT = AssetKey("campaign_uplift")
@@ -129,14 +173,22 @@ def build_uplift_asset(load: Load) -> dg.AssetsDefinition:
 
 
 def uplift_metadata(rows: list[dict]) -> dict:
-    def show(v) -> str:
-        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
     shown = ["export_key", "treatment_n", "control_n", "uplift", "uplift_ci_low", "uplift_ci_high", "p_value", "note"]
-    table = "| " + " | ".join(shown) + " |\n" + "|---" * len(shown) + "|\n"
-    table += "".join("| " + " | ".join(show(r[c]) for c in shown) + " |\n" for r in rows)
     numbers = {f"{r['export_key']}.uplift": MetadataValue.float(r["uplift"]) for r in rows if r["uplift"] is not None}
-    return {"exports": MetadataValue.int(len(rows)), "uplift": MetadataValue.md(table), **numbers}
+    table = md_table(shown, [[r[c] for c in shown] for r in rows])
+    return {"exports": MetadataValue.int(len(rows)), "uplift": table, **numbers}
+
+
+PORTRAIT_SHOWN = [
+    "segment_key",
+    "size",
+    "share_of_base",
+    "share_of_revenue_365d",
+    "avg_check_365d",
+    "entered",
+    "exited",
+]
+PORTRAIT_ROWS = 30  # the largest segments in the asset's page; the table has every one
 
 
 def build_portrait_asset(load: Load) -> dg.AssetsDefinition:
@@ -156,9 +208,12 @@ def build_portrait_asset(load: Load) -> dg.AssetsDefinition:
             if not table_exists(con, "segments", "evaluations"):
                 return dg.MaterializeResult(metadata={"segments": MetadataValue.int(0)})
             portrait.portrait(con, as_of)
-            (segments,) = con.execute(
-                f"SELECT count(*) FROM {portrait.TABLE} WHERE as_of = ? AND arm IS NULL", [as_of]
-            ).fetchone()
-        return dg.MaterializeResult(metadata={"segments": MetadataValue.int(segments)})
+            rows = con.execute(
+                f"SELECT {', '.join(PORTRAIT_SHOWN)} FROM {portrait.TABLE} WHERE as_of = ? AND arm IS NULL "
+                "ORDER BY size DESC, segment_key",
+                [as_of],
+            ).fetchall()
+        table = md_table(PORTRAIT_SHOWN, rows[:PORTRAIT_ROWS])
+        return dg.MaterializeResult(metadata={"segments": MetadataValue.int(len(rows)), "largest": table})
 
     return segment_portrait
