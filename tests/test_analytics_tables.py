@@ -24,7 +24,8 @@ FROM_DAY = date(2026, 10, 20)  # DEMO_END minus one calendar month
 
 @pytest.fixture(scope="module")
 def demo_run(demo_landing, tmp_path_factory, make_settings, run_pipeline):
-    settings = make_settings(tmp_path_factory.mktemp("analytics_demo"), demo_landing)
+    # With the repo's exports: the spring audiences hold back the 10 % control arm of spring_target.
+    settings = make_settings(tmp_path_factory.mktemp("analytics_demo"), demo_landing, with_exports=True)
     instance = DagsterInstance.ephemeral()
     for day in (FROM_DAY, DEMO_END):
         run_pipeline(settings, day.isoformat(), instance)
@@ -128,7 +129,7 @@ def test_the_report_draws_every_chart_offline_in_chromium(demo_run, tmp_path, mo
     page_path = tmp_path / "report.html"
     assert main(["report", "--as-of", DEMO_END.isoformat(), "-o", str(page_path)]) == 0
     text = page_path.read_text()
-    assert text.count("<h2>") == 5 and "No data" in text  # the demo's exports hold nobody back: no uplift yet
+    assert text.count("<h2>") == 5 and "No data" not in text
     requested: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
@@ -138,18 +139,39 @@ def test_the_report_draws_every_chart_offline_in_chromium(demo_run, tmp_path, mo
             lambda route: (requested.append(route.request.url), route.abort()),
         )
         page.goto(page_path.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=60_000)
         drawn = page.evaluate(
             "[...document.querySelectorAll('.js-plotly-plot')].map(p => p.querySelectorAll('.main-svg').length)"
         )
         titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
         page.screenshot(path=tmp_path / "report.png", full_page=True)
         browser.close()
-    assert len(drawn) == 4 and all(n >= 1 for n in drawn)  # funnel, cohorts, RFM migration, segments
+    assert len(drawn) == 5 and all(n >= 1 for n in drawn)  # funnel, uplift, cohorts, RFM migration, segments
     assert any(t.startswith("Funnel per campaign") for t in titles)
     assert any(t.startswith("Cohort retention") for t in titles) and any(t.startswith("RFM migration") for t in titles)
     assert requested == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_spring_audiences_hold_out_groups_are_measured(demo_run) -> None:
+    """Each spring audience sent its treatment and held back its control on FROM_DAY; by DEMO_END the 3-day
+    window (spring-2026's) has passed. Groups and conversions against pandas over the log and the raw orders."""
+    db, raw, _ = demo_run
+    log = table(db, "SELECT * FROM exports.deliveries")
+    got = table(db, "SELECT * FROM analytics.campaign_uplift WHERE as_of = ?", [DEMO_END]).set_index("export_key")
+    assert set(got.index) == {"spring_google_audience", "spring_meta_audience"}
+    orders = raw["orders"]
+    start = datetime.combine(FROM_DAY + timedelta(days=1), datetime.min.time())
+    inside = orders[(orders.status == "completed") & (orders.ordered_at >= start)
+                    & (orders.ordered_at <= start + timedelta(hours=72))]  # fmt: skip
+    buyers = set(inside.customer_id)
+    for key, row in got.iterrows():
+        day = log[(log.export_key == key) & (pd.to_datetime(log.as_of).dt.date == FROM_DAY)]
+        treated, control = set(day[day.status == "sent"].customer_id), set(day[day.status == "held_back"].customer_id)
+        assert pd.Timestamp(row.first_day).date() == FROM_DAY and row.window_complete
+        assert (row.treatment_n, row.control_n) == (len(treated), len(control)) and len(control) > 0
+        assert row.treatment_conversion == pytest.approx(len(treated & buyers) / len(treated))
+        assert row.control_conversion == pytest.approx(len(control & buyers) / len(control))
 
 
 def test_the_analytics_assets_show_their_tables_in_the_ui(demo_run) -> None:

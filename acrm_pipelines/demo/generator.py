@@ -334,6 +334,35 @@ def _chunk(rng, start: int, stop: int, cal: _Calendar, end: date, products, w: _
         },
     )
 
+    # A quarter of the clicks lead to an order within two weeks: inside a 7-day attribution window or after
+    # it (docs/analytics.md). Drawn last, so the rows above are those of earlier versions of the demo.
+    buys = np.flatnonzero(clicked & (rng.random(k) < 0.25))
+    click_at = open_at[buys] + 600  # no earlier than the click (at most 10 minutes after the open)
+    bought = click_at + rng.integers(3600, 14 * 86_400, len(buys))
+    keep = bought < cal.epoch0 + cal.days * 86_400  # by the end of the history
+    buys, bought = buys[keep], bought[keep]
+    b = len(buys)
+    click_order_ids = np.array([f"O{i:010d}" for i in range(counters["orders"], counters["orders"] + b)])
+    counters["orders"] += b
+    product = rng.choice(len(price), b, p=popularity)
+    w.write(
+        "orders",
+        {
+            "order_id": click_order_ids,
+            "customer_id": ids[ms_cust[buys]],
+            "ordered_at": _ts(bought),
+            "total_amount": _money(price[product]),
+            "status": np.full(b, "completed"),
+            "store_id": pa.array([None] * b, pa.string()),
+            "channel": np.array(["web", "app"])[rng.integers(0, 2, b)],
+        },
+    )
+    w.write(
+        "order_lines",
+        {"order_id": click_order_ids, "product_id": product_ids[product], "quantity": np.ones(b, np.int64),
+         "price": _money(price[product])},
+    )  # fmt: skip
+
 
 def _ts_masked(seconds: np.ndarray, mask: np.ndarray) -> pa.Array:
     return pa.array(seconds.astype("datetime64[s]"), mask=mask)
