@@ -51,7 +51,8 @@ DAY_ROWS = {
     "messages": "sent_at",
     "bonus_transactions": "occurred_at",
 }
-STAGES = ("load", "checks", "features", "segments", "exports")
+STAGES = ("load", "checks", "features", "segments", "exports", "analytics")
+ANALYTICS_STEPS = ("dbt_analytics", "campaign_uplift", "segment_portrait")
 
 
 def stage_of(step_key: str) -> str:
@@ -60,6 +61,8 @@ def stage_of(step_key: str) -> str:
         return "checks"
     if step_key.startswith("raw_"):
         return "load"
+    if step_key.startswith(ANALYTICS_STEPS):
+        return "analytics"
     if step_key.startswith("dbt"):
         return "features"
     if step_key.startswith("exports__"):
