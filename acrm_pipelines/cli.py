@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if summary.segments:
         key = sorted(summary.segments)[0]
         print(f"Segments:    .venv/bin/acrm members {key} --as-of {args.as_of}   (docs/segments.md)")
+    print(f"Analytics:   .venv/bin/acrm report --as-of {args.as_of}   (docs/analytics.md)")
     print("Dagster UI:  make ui  →  http://127.0.0.1:3000")
     return 1 if summary.segments_failed else 0
 
