@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 TOP_SEGMENTS = 20  # the largest ones over time; the portrait table has every segment
+TOP_CAMPAIGNS = 15  # the campaign × channel rows reaching the most customers; the table has every one
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
@@ -30,12 +31,16 @@ def funnel_chart(con: duckdb.DuckDBPyConnection, as_of: date) -> go.Figure | Non
     df = _frame(con, "SELECT * FROM analytics.campaign_funnel WHERE as_of = ? ORDER BY campaign_id, channel", [as_of])
     if df.empty:
         return None
+    total = len(df)
+    df = df.nlargest(TOP_CAMPAIGNS, "sent").sort_values(["campaign_id", "channel"])
     labels = df.campaign_id + " · " + df.channel
     fig = go.Figure()
     for step in ("sent", "delivered", "opened", "clicked"):
         fig.add_bar(name=step, x=labels, y=df[step])
     fig.add_bar(name="customers ordering after a click", x=labels, y=df.conversion_after_click.fillna(0) * df.clicked)
-    return fig.update_layout(barmode="group", title="Funnel per campaign (customers)", yaxis_title="customers")
+    shown = f"the {len(df)} reaching the most customers, of {total}" if total > len(df) else f"all {total}"
+    title = f"Funnel per campaign (customers; {shown})"
+    return fig.update_layout(barmode="group", title=title, yaxis_title="customers")
 
 
 def uplift_chart(con: duckdb.DuckDBPyConnection, as_of: date) -> go.Figure | None:
@@ -60,6 +65,7 @@ def uplift_chart(con: duckdb.DuckDBPyConnection, as_of: date) -> go.Figure | Non
     missing = ", ".join(df[df.uplift.isna()].export_key)
     title = "Conversion uplift, sent vs held back (points, 95 % interval)"
     title += f"<br><sub>not enough data: {missing}</sub>" if missing else ""
+    fig.update_xaxes(type="category", categoryarray=list(df.export_key))  # every export, measured or not
     return fig.update_layout(title=title, yaxis_title="percentage points").add_hline(y=0, line_dash="dot")
 
 
