@@ -273,10 +273,10 @@ def _exports_status(args: argparse.Namespace, settings: Settings) -> int:
     """The latest run of every export: date, status, counts, where it went, the error if it failed."""
     import json
 
+    from acrm_pipelines.sql import table_exists
+
     with _read_only(settings) as con:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'exports' AND table_name = 'runs'"
-        ).fetchone()[0]
+        exists = table_exists(con, "exports", "runs")
         rows = (
             []
             if not exists

@@ -1,9 +1,10 @@
-"""Quoting helpers for SQL written as text outside dbt: every name or text from a file or a definition that
+"""Helpers for SQL written as text outside dbt. Quoting: every name or text from a file or a definition that
 reaches such SQL goes through these (sqlglot's quoting), never a raw f-string. SQL built as a tree (the
 segment compiler, segments/compile.py) uses sqlglot's expressions directly."""
 
 from __future__ import annotations
 
+import duckdb
 from sqlglot import exp
 
 
@@ -19,3 +20,11 @@ def lit(value: str | int | float | bool | None) -> str:
 
 def table(schema: str, name: str) -> str:
     return f"{ident(schema)}.{ident(name)}"
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        ).fetchone()[0]
+    )

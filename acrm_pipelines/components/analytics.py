@@ -26,7 +26,7 @@ from acrm_pipelines.components.exports import export_key
 from acrm_pipelines.components.segments import SET_KEY
 from acrm_pipelines.components.specs import specs
 from acrm_pipelines.features.dbt import dbt_environment, prune_targets
-from acrm_pipelines.features.history import table_exists
+from acrm_pipelines.sql import table_exists
 from acrm_pipelines.terminal import routed
 from acrm_pipelines.wiring.load import Load, current
 from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN, daily_partitions

@@ -207,7 +207,7 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
         for k in segments.order
         if k in keyed_set
     ]
-    catalogue = load_catalogue()  # from the dbt YAML, for the SQL shown with each materialization
+    catalogue = load_catalogue()  # from dbt's manifest, for the SQL shown with each materialization
     check_specs = [
         AssetCheckSpec(
             SIZE_CHECK,

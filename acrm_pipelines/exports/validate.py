@@ -158,5 +158,5 @@ def _check(
 def load_export_set(settings: Settings, segments: SegmentSet) -> ExportSet:
     if not settings.exports_dir.exists():
         return ExportSet()
-    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing.
+    # The catalogue from dbt's manifest: loading definitions must not open the DuckDB file a run may be writing.
     return load_exports([settings.exports_dir], segments, load_catalogue(), root=REPO_ROOT)

@@ -12,6 +12,8 @@ from datetime import date
 
 import duckdb
 
+from acrm_pipelines.sql import table_exists
+
 CURRENT = ("marts", "customer_features")
 DATES = "marts.customer_features_dates"
 READER = "marts.customer_features_on"
@@ -27,14 +29,6 @@ class FeaturesNotBuilt(LookupError):
 class Features:
     relation: tuple[str, str]  # (schema, table) holding one row per customer
     day: date  # the built day it holds: the latest one on or before the day asked for
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
-    )
 
 
 def feature_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import duckdb
 
-from acrm_pipelines.features.history import table_exists
 from acrm_pipelines.settings import DBT_PROJECT_DIR
+from acrm_pipelines.sql import table_exists
 
 SCHEMA = "features"
 BUILDS = f"{SCHEMA}.builds"

@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from acrm_pipelines.segments.compile import FEATURES, KEY, SOURCE_TABLES, WIDE, Aggregate, col, literal, table
 from acrm_pipelines.segments.dates import cutoff
+from acrm_pipelines.sql import table_exists
 
 ROWS = "_acrm_rows"
 ROW = "_acrm_row"
@@ -53,10 +54,7 @@ def build_rows(
     relation: tuple[str, str] = FEATURES,
 ) -> Rows:
     """Create `_acrm_rows` (row order: customer index, then new customers by id) with the features read."""
-    has_index = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'segments' AND table_name = 'customer_index'"
-    ).fetchone()[0]
+    has_index = table_exists(con, "segments", "customer_index")
     f = "f"
     idx: exp.Expression = col("idx", "i") if has_index else exp.cast(exp.null(), exp.DataType.Type.BIGINT)
     order = exp.Window(

@@ -16,6 +16,7 @@ from datetime import date
 import duckdb
 
 from acrm_pipelines.segments.spec import Segment
+from acrm_pipelines.sql import table_exists
 
 SHOWN = 5  # segment keys named in a note before "… and N more"
 
@@ -55,18 +56,10 @@ def members_day(key: str, seg: Segment, dates: list[date], day: date) -> tuple[d
     return read, [f"note: {key} was not evaluated on {day}; these are its members of {read}, the evaluation before it"]
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
-    )
-
-
 def customer_known(con: duckdb.DuckDBPyConnection, customer_id: str) -> bool:
     """In an evaluation (segments.customer_index) or in the current features."""
     for schema, name in (("segments", "customer_index"), ("marts", "customer_features")):
-        if _table_exists(con, schema, name):
+        if table_exists(con, schema, name):
             hit = con.execute(f"SELECT 1 FROM {schema}.{name} WHERE customer_id = ? LIMIT 1", [customer_id]).fetchone()
             if hit:
                 return True
@@ -91,7 +84,7 @@ def segments_of_notes(
             f"customer {customer_id!r} is not known: not in marts.customer_features nor in any evaluation "
             "(segments.customer_index)"
         )
-    if not _table_exists(con, "segments", "evaluations"):
+    if not table_exists(con, "segments", "evaluations"):
         raise NotKnown("no segment has been evaluated yet (run `acrm run --as-of DATE`)")
     rows = con.execute(
         "SELECT segment_key, min(as_of), max(as_of), max(as_of) FILTER (WHERE as_of <= ?) "

@@ -22,6 +22,7 @@ import duckdb
 
 from acrm_pipelines.segments import snapshots
 from acrm_pipelines.segments.state import IN_KEYS
+from acrm_pipelines.sql import table_exists
 
 SCHEMA = snapshots.SCHEMA
 EXIT = "exit"  # the change that ends a membership (enter and rearm keep one)
@@ -118,7 +119,7 @@ def changes_sql(source: str = snapshots.TABLE) -> str:
 
 def members_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[tuple[str, str | None]]:
     """(customer_id, arm) of `key` on `day`, from the latest evaluation on or before it."""
-    if not _has_table(con, "evaluations"):
+    if not table_exists(con, SCHEMA, "evaluations"):
         return []
     return con.execute(
         f"SELECT customer_id, arm FROM ({segment_members_sql(_source(con))}) ORDER BY 1", [key, day]
@@ -137,7 +138,7 @@ def exited_at(con: duckdb.DuckDBPyConnection, key: str, day: date) -> list[str]:
 
 def segments_of(con: duckdb.DuckDBPyConnection, customer_id: str, day: date) -> list[tuple[str, str | None]]:
     """(segment_key, arm) of the segments `customer_id` was in on `day`."""
-    if not _has_table(con, "evaluations"):
+    if not table_exists(con, SCHEMA, "evaluations"):
         return []
     return con.execute(
         f"SELECT segment_key, arm FROM ({customer_segments_sql(_source(con))}) ORDER BY 1", [customer_id, day]
@@ -151,7 +152,7 @@ def evaluated_dates(con: duckdb.DuckDBPyConnection, key: str) -> list[date]:
 def evaluated_dates_of(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, list[date]]:
     """The evaluated dates of each of `keys`, oldest first, in one query (not one per segment)."""
     out: dict[str, list[date]] = {k: [] for k in keys}
-    if not _has_table(con, "evaluations") or not keys:
+    if not table_exists(con, SCHEMA, "evaluations") or not keys:
         return out
     rows = con.execute(
         f"SELECT segment_key, list(as_of ORDER BY as_of) FROM {SCHEMA}.evaluations WHERE {IN_KEYS} GROUP BY 1",
@@ -162,7 +163,7 @@ def evaluated_dates_of(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> d
 
 
 def _changes(con: duckdb.DuckDBPyConnection, key: str, day: date, kind: str) -> list[tuple[str, str | None]]:
-    if not _has_table(con, "evaluations"):
+    if not table_exists(con, SCHEMA, "evaluations"):
         return []
     return con.execute(
         f"SELECT customer_id, arm FROM ({changes_sql(_source(con))}) WHERE kind = ? ORDER BY 1", [key, day, kind]
@@ -171,12 +172,4 @@ def _changes(con: duckdb.DuckDBPyConnection, key: str, day: date, kind: str) -> 
 
 def _source(con: duckdb.DuckDBPyConnection) -> str:
     """The snapshots table; none yet (a file last recorded before snapshots, opened read-only): no rows."""
-    return snapshots.TABLE if _has_table(con, "snapshots") else snapshots.EMPTY
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [SCHEMA, name]
-        ).fetchone()[0]
-    )
+    return snapshots.TABLE if table_exists(con, SCHEMA, "snapshots") else snapshots.EMPTY

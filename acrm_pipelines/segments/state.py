@@ -26,6 +26,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from acrm_pipelines.sql import table_exists
+
 SCHEMA = "segments"
 TABLE = f"{SCHEMA}.state_days"
 DDL = [
@@ -51,11 +53,7 @@ def state_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)
-    old = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'state_files'",
-        [SCHEMA],
-    ).fetchall()[0][0]
-    if old:
+    if table_exists(con, SCHEMA, "state_files"):
         con.execute(
             f"""INSERT OR REPLACE INTO {TABLE} SELECT segment_key, as_of, file, row_number, nbytes, members,
             arm_names, arm_file, arm_row FROM {OLD_TABLE}"""

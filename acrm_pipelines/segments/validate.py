@@ -372,6 +372,6 @@ def load_segment_set(settings: Settings) -> SegmentSet:
     """The segments folder, validated (raises DefinitionErrors naming file, line and field)."""
     if not settings.segments_dir.exists():
         return SegmentSet()
-    # The catalogue from the dbt YAML: loading definitions must not open the DuckDB file a run may be writing
+    # The catalogue from dbt's manifest: loading definitions must not open the DuckDB file a run may be writing
     # (custom_* columns are then checked when the segments are evaluated).
     return load_segments([settings.segments_dir], load_catalogue(), root=REPO_ROOT)

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from acrm_pipelines.segments.spec import BehaviourCondition
+from acrm_pipelines.sql import table_exists
 from acrm_pipelines.yaml_specs import DefinitionError, Document, did_you_mean
 
 # A list of the known values is shown (when nothing is close) only when it is this short.
@@ -124,10 +125,7 @@ def _check_column(con: duckdb.DuckDBPyConnection, col: Column, uses: list[Use], 
     schema, table = col.table.split(".")
     values = sorted({value for _, _, value in uses})
     try:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-        ).fetchone()[0]
-        if not exists:
+        if not table_exists(con, schema, table):
             out.notes.append(f"{col.noun} values were not checked: {col.table} is not in the DuckDB file yet")
             return
         # Names are from COLUMNS above, never from a definition; the values are parameters.
