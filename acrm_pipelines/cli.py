@@ -125,6 +125,8 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{report.checked['segments']} segments valid ({len(levels)} dependency levels in the project)")
     if report.checked["exports"] or not args.paths:
         print(f"{report.checked['exports']} exports valid")
+    if report.checked["journeys"] or not args.paths:
+        print(f"{report.checked['journeys']} journeys valid")
     if report.warnings:
         print(f"{len(report.warnings)} warning(s) (filter values the loaded data does not hold; see stderr)")
     return 0
@@ -303,6 +305,77 @@ def _exports_status(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed and args.fail_on_error else 0
 
 
+def _journey_set(settings: Settings):
+    from acrm_pipelines.exports.validate import load_export_set
+    from acrm_pipelines.journeys.validate import load_journey_set
+    from acrm_pipelines.segments.validate import load_segment_set
+
+    segments = load_segment_set(settings)
+    return load_journey_set(settings, segments, load_export_set(settings, segments))
+
+
+def _tick_time(args: argparse.Namespace):
+    """The end of --as-of (the nightly tick of that day), or --at."""
+    from datetime import datetime
+
+    from acrm_pipelines.journeys.facts import cutoff
+
+    if args.at:
+        try:
+            return datetime.fromisoformat(args.at)
+        except ValueError:
+            raise ValueError(f"--at: expected YYYY-MM-DD HH:MM (UTC), got {args.at!r}") from None
+    if not args.as_of:
+        raise ValueError("give --as-of YYYY-MM-DD (the tick at the end of that day) or --at 'YYYY-MM-DD HH:MM'")
+    return cutoff(_as_of(args.as_of))
+
+
+def _journeys_plan(args: argparse.Namespace, settings: Settings) -> int:
+    """What a tick would do, sending and writing nothing: per journey the counts, then the sends."""
+    from acrm_pipelines.journeys import run
+
+    journeys = _journey_set(settings)
+    keys = args.keys or journeys.keys
+    unknown = [k for k in keys if k not in journeys]
+    if unknown:
+        raise ValueError(f"unknown journey {unknown[0]!r} (journeys in {settings.journeys_dir}: {len(journeys)})")
+    now = _tick_time(args)
+    with _read_only(settings) as con:
+        plans = run.plan(con, journeys, now, keys)
+    print(f"A tick at {now:%Y-%m-%d %H:%M} UTC would (nothing is sent or written):")
+    for plan in plans:
+        counts: dict[str, int] = {}
+        for step in plan.log:
+            counts[step.what] = counts.get(step.what, 0) + 1
+        said = ", ".join(f"{what} {n:,}" for what, n in sorted(counts.items())) or "do nothing"
+        print(f"  {plan.journey}: {plan.skipped or said}")
+        for send in sorted(plan.sends, key=lambda s: (s.due_at, s.customer_id))[: args.limit]:
+            due = f"{send.due_at:%Y-%m-%d %H:%M}"
+            print(f"    send {send.export_key} to {send.customer_id} at step {send.node}, due {due}")
+        if len(plan.sends) > args.limit:
+            print(f"    … and {len(plan.sends) - args.limit:,} more sends (--limit)")
+    return 0
+
+
+def _journeys_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Per journey and step: waiting, sent, suppressed, converted, exited."""
+    from acrm_pipelines.journeys import status
+
+    journeys = _journey_set(settings)
+    with _read_only(settings) as con:
+        for key in args.keys or journeys.keys:
+            summary = status.by_step(con, key)
+            print(
+                f"{key}: entered {summary.entered:,}, in the journey {summary.active:,}, "
+                f"completed {summary.completed:,}, exited {summary.exited:,}"
+            )
+            if summary.steps:
+                print(f"  {'step':<16}" + "".join(f"{c:>12}" for c in status.COLUMNS[1:]))
+            for step, *values in summary.steps:
+                print(f"  {step:<16}" + "".join(f"{v:>12,}" for v in values))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acrm", description="ACRM pipelines: segments and exports as code.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -375,7 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = exports_sub.add_parser("status", help="the latest run of every export")
     status.add_argument("--fail-on-error", action="store_true", help="exit 1 when a latest run failed")
     status.set_defaults(handler=_exports_status)
-    for command in [parser, *sub.choices.values(), *exports_sub.choices.values()]:
+
+    journeys = sub.add_parser("journeys", help="journeys: what a tick would do, where customers are")
+    journeys_sub = journeys.add_subparsers(dest="journeys_command", required=True)
+    plan = journeys_sub.add_parser("plan", help="what a tick would do, sending and writing nothing")
+    plan.add_argument("keys", nargs="*", metavar="JOURNEY", help="journeys (default: all)")
+    plan.add_argument("--as-of", metavar="YYYY-MM-DD", help="the tick at the end of this day (the nightly one)")
+    plan.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'", help="a tick at this moment (UTC) instead")
+    plan.add_argument("--limit", type=int, default=20, help="sends listed per journey (default 20)")
+    plan.set_defaults(handler=_journeys_plan)
+    jstatus = journeys_sub.add_parser("status", help="per journey and step: waiting, sent, converted, exited")
+    jstatus.add_argument("keys", nargs="*", metavar="JOURNEY", help="journeys (default: all)")
+    jstatus.set_defaults(handler=_journeys_status)
+    for command in [parser, *sub.choices.values(), *exports_sub.choices.values(), *journeys_sub.choices.values()]:
         command.add_argument(
             "-v",
             "--verbose",

@@ -1,7 +1,7 @@
-"""`acrm validate`: the named segment and export files checked in the context of the whole project.
+"""`acrm validate`: the named segment, export and journey files checked in the context of the whole project.
 
-Above both domains: the exports are checked against the segments, so neither domain's validator imports
-the other's.
+Above the domains: the exports are checked against the segments and the journeys against both, so no
+domain's validator reads another's folder.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from acrm_pipelines.exports.validate import load_exports
+from acrm_pipelines.exports.validate import ExportSet, load_exports
+from acrm_pipelines.journeys.validate import load_journeys
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.spec import Segment, Split
 from acrm_pipelines.segments.validate import SegmentSet, check_segments
@@ -41,7 +42,7 @@ class ProjectReport:
     """What `acrm validate` reports: the problems of the files checked (every file when none is named)."""
 
     segments: SegmentSet  # the valid segments of the whole project
-    checked: dict[str, int]  # valid definitions in the files checked: {"segments": n, "exports": m}
+    checked: dict[str, int]  # valid definitions in the files checked: {"segments": n, "exports": m, "journeys": j}
     errors: list[DefinitionError]
     warnings: list[DefinitionError]  # filter values the loaded data does not hold (values.py)
     notes: list[str]  # what could not be checked, and why
@@ -63,6 +64,11 @@ def _looks_like_export(path: Path) -> bool:
     )
 
 
+def _looks_like_journey(path: Path) -> bool:
+    docs, _ = read_documents(path)
+    return any(isinstance(d.data, dict) and "steps" in d.data for d in docs)
+
+
 def _definitions_in(files: Sequence[Path]) -> int:
     return sum(isinstance(d.data, dict) for f in files for d in read_documents(f)[0])
 
@@ -76,6 +82,7 @@ def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path 
     folders is checked as if it were added to them.
     """
     segment_files, export_files = _folder_files(settings.segments_dir), _folder_files(settings.exports_dir)
+    journey_files = _folder_files(settings.journeys_dir)
     named: set[Path] | None = None
     if paths:
         named = set()
@@ -84,7 +91,11 @@ def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path 
                 raise FileNotFoundError(f"{path}: no such file or folder")
             for file in (p.resolve() for p in yaml_files([path])):
                 named.add(file)
-                if file not in segment_files and file not in export_files:
+                if file in segment_files or file in export_files or file in journey_files:
+                    continue
+                if _looks_like_journey(file):
+                    journey_files.append(file)
+                else:
                     (export_files if _looks_like_export(file) else segment_files).append(file)
     catalogue = load_catalogue(settings.duckdb_path)
     check = check_segments(segment_files, catalogue, root)
@@ -99,22 +110,34 @@ def validate_project(settings: Settings, paths: Sequence[Path] = (), root: Path 
         return scope is None or e.file in scope or bool(scope.intersection(e.related))
 
     exports_checked: int | None = None
+    segments = _WithInvalid(check.segments.definitions, check.segments.order, invalid=check.invalid)
+    exports: ExportSet | None = ExportSet()
     if export_files:
-        segments = _WithInvalid(check.segments.definitions, check.segments.order, invalid=check.invalid)
         try:
             exports = load_exports(export_files, segments, catalogue, root=root)
             exports_checked = sum(scope is None or d.doc.file in scope for d in exports.definitions.values())
         except DefinitionErrors as err:
             errors += err.errors
+            exports = None
     if exports_checked is None:  # the named export files are valid when no error is reported in them
         exports_checked = _definitions_in([f for f in export_files if scope is None or shown(f) in scope])
+    journeys_checked = 0
+    notes: list[str] = []
+    if journey_files:
+        if exports is None:
+            notes.append("the journeys' sends were not checked against the exports, which have errors")
+        try:
+            journeys = load_journeys(journey_files, segments, exports, root=root)
+            journeys_checked = sum(scope is None or d.file in scope for d in journeys.docs.values())
+        except DefinitionErrors as err:
+            errors += err.errors
     values = check_values(check.behaviours, settings.duckdb_path, settings.duckdb_config())
     segments_checked = sum(scope is None or d.file in scope for d in check.segments.definitions.values())
     return ProjectReport(
         segments=check.segments,
-        checked={"segments": segments_checked, "exports": exports_checked},
+        checked={"segments": segments_checked, "exports": exports_checked, "journeys": journeys_checked},
         errors=[e for e in errors if wanted(e)],
         warnings=[w for w in values.warnings if wanted(w)],
-        notes=values.notes,
+        notes=[*values.notes, *notes],
         elsewhere=sum(not wanted(e) for e in errors),
     )

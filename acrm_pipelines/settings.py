@@ -55,6 +55,9 @@ class _Environment(BaseSettings):
     webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     # How long after a send or a click an order counts for a campaign no export sets a window for.
     attribution_window: str = "7d"
+    # Journey definitions, and how often the journeys sensor ticks them between nights (docs/journeys.md).
+    journeys_dir: Path = Path("journeys")
+    journey_tick_minutes: int = 15
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -66,7 +69,9 @@ class _Environment(BaseSettings):
         except ValueError as err:
             raise ValueError(f"{_variable(info)}: expected YYYY-MM-DD, got {value!r}") from err
 
-    @field_validator("landing_dir", "duckdb_path", "segments_dir", "exports_dir", "outbox_dir", mode="before")
+    @field_validator(
+        "landing_dir", "duckdb_path", "segments_dir", "exports_dir", "outbox_dir", "journeys_dir", mode="before"
+    )
     @classmethod
     def _from_repo_root(cls, value: Any) -> Path:
         """Relative paths are taken from the repository root."""
@@ -78,7 +83,7 @@ class _Environment(BaseSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("freshness_days", mode="before")
+    @field_validator("freshness_days", "journey_tick_minutes", mode="before")
     @classmethod
     def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -123,6 +128,8 @@ class Settings:
     duckdb_memory_limit: str
     webhook_allowed_hosts: tuple[str, ...]
     attribution_window: str
+    journeys_dir: Path = REPO_ROOT / "journeys"
+    journey_tick_minutes: int = 15
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -162,6 +162,7 @@ class Bench:
             "ACRM_DUCKDB_PATH": str(self.work / "acrm.duckdb"),
             "ACRM_SEGMENTS_DIR": str(self.work / "segments"),
             "ACRM_EXPORTS_DIR": str(self.work / "exports"),
+            "ACRM_JOURNEYS_DIR": str(self.work / "journeys"),  # none: the generated segments are not the repo's
             "ACRM_OUTBOX_DIR": str(self.work / "outbox"),
             "ACRM_START_DATE": "2024-01-01",
         }

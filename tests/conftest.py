@@ -45,7 +45,7 @@ TEST_START = date(2019, 1, 1)
 @pytest.fixture(scope="session")
 def make_settings() -> Callable[..., Settings]:
     """`make_settings(tmp, landing, db=None, with_exports=False)`: Settings for a landing folder, files in `tmp`:
-    the repo's segments; its example exports only when asked (they need those segments)."""
+    the repo's segments; its example exports and journeys only when asked (they need those segments)."""
 
     def make(tmp: Path, landing: Path, db: Path | None = None, with_exports: bool = False) -> Settings:
         base = Settings.from_env()
@@ -55,6 +55,7 @@ def make_settings() -> Callable[..., Settings]:
             duckdb_path=db or tmp / "acrm.duckdb",
             outbox_dir=tmp / "outbox",
             exports_dir=base.exports_dir if with_exports else tmp / "no_exports",
+            journeys_dir=base.journeys_dir if with_exports else tmp / "no_journeys",
             start_date=TEST_START,
         )
 
@@ -183,6 +184,7 @@ FEATURE_TYPES = {
     "unsubscribed_sms": pa.bool_(),
     "unsubscribed_push": pa.bool_(),
     "complained": pa.bool_(),
+    "timezone": pa.string(),
 }
 
 

@@ -83,6 +83,7 @@ def _environment(tmp: Path, home: Path, write_csv) -> dict[str, str]:
         "ACRM_DUCKDB_PATH": str(tmp / "acrm.duckdb"),
         "ACRM_OUTBOX_DIR": str(tmp / "outbox"),
         "ACRM_EXPORTS_DIR": str(exports),
+        "ACRM_JOURNEYS_DIR": str(exports / "no_journeys"),
         "ACRM_SEGMENTS_DIR": str(tmp / "segments"),
         "ACRM_START_DATE": "2024-01-01",
         "DO_NOT_TRACK": "1",

@@ -46,7 +46,11 @@ def test_dg_check_defs_names_the_segment_file_at_fault(tmp_path: Path) -> None:
     bad.mkdir()
     (bad / "broken.yaml").write_text("key: broken\ntitle: Broken\nrules: {field: no_such_field, op: '=', value: 1}\n")
     env = {**os.environ, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent), "ACRM_SEGMENTS_DIR": str(bad)}
-    env |= {"ACRM_EXPORTS_DIR": str(tmp_path / "no_exports"), "DAGSTER_HOME": str(tmp_path)}
+    env |= {
+        "ACRM_EXPORTS_DIR": str(tmp_path / "no_exports"),
+        "ACRM_JOURNEYS_DIR": str(tmp_path / "no_journeys"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
     checked = dg("check", "defs", env=env)
     assert checked.returncode != 0
     assert "broken.yaml" in checked.stdout + checked.stderr

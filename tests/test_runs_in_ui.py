@@ -120,6 +120,7 @@ def instance_env(tmp_path_factory) -> dict[str, str]:
         "ACRM_OUTBOX_DIR": str(tmp / "outbox"),
         "ACRM_SEGMENTS_DIR": str(segments),
         "ACRM_EXPORTS_DIR": str(exports),
+        "ACRM_JOURNEYS_DIR": str(exports / "no_journeys"),
         "ACRM_START_DATE": "2019-01-01",
     }
     done = _cli("acrm", "run", "--as-of", RUN_DAY, env={**os.environ, **env})

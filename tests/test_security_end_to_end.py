@@ -108,6 +108,7 @@ def _env(tmp: Path, land: Path, segments: Path) -> dict[str, str]:
         "ACRM_DUCKDB_PATH": str(tmp / "acrm.duckdb"),
         "ACRM_SEGMENTS_DIR": str(segments),
         "ACRM_EXPORTS_DIR": str(tmp / "no_exports"),
+        "ACRM_JOURNEYS_DIR": str(tmp / "no_journeys"),
         "ACRM_OUTBOX_DIR": str(tmp / "outbox"),
         "ACRM_START_DATE": "2024-01-01",
         "ACRM_CANARY_SECRET": CANARY_ENV_TEXT,

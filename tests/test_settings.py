@@ -22,6 +22,8 @@ VARIABLES = {
     "ACRM_DUCKDB_MEMORY_LIMIT": "duckdb_memory_limit",
     "ACRM_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
     "ACRM_ATTRIBUTION_WINDOW": "attribution_window",
+    "ACRM_JOURNEYS_DIR": "journeys_dir",
+    "ACRM_JOURNEY_TICK_MINUTES": "journey_tick_minutes",
 }
 DEFAULTS = Settings(
     landing_dir=REPO_ROOT / "data/landing",
@@ -35,6 +37,8 @@ DEFAULTS = Settings(
     duckdb_memory_limit="8GB",
     webhook_allowed_hosts=(),
     attribution_window="7d",
+    journeys_dir=REPO_ROOT / "journeys",
+    journey_tick_minutes=15,
 )
 
 

@@ -28,6 +28,7 @@ def _project(tmp_path: Path, write_csv) -> dict[str, str]:
         "ACRM_DUCKDB_PATH": str(tmp_path / "acrm.duckdb"),
         "ACRM_OUTBOX_DIR": str(tmp_path / "outbox"),
         "ACRM_EXPORTS_DIR": str(tmp_path / "no_exports"),
+        "ACRM_JOURNEYS_DIR": str(tmp_path / "no_journeys"),
         "ACRM_START_DATE": "2024-01-01",
         "DAGSTER_HOME": str(tmp_path / "dh"),
     }

@@ -110,6 +110,7 @@ def webserver(
         "ACRM_OUTBOX_DIR": str(settings.outbox_dir),
         "ACRM_SEGMENTS_DIR": str(settings.segments_dir),
         "ACRM_EXPORTS_DIR": str(settings.exports_dir),
+        "ACRM_JOURNEYS_DIR": str(settings.journeys_dir),
         "ACRM_START_DATE": settings.start_date.isoformat(),
     }
     port = free_port()

@@ -42,6 +42,7 @@ def project(tmp_path: Path, segments: dict[str, str], exports: dict[str, str] | 
     return {
         "ACRM_SEGMENTS_DIR": str(tmp_path / "segments"),
         "ACRM_EXPORTS_DIR": str(tmp_path / "exports"),
+        "ACRM_JOURNEYS_DIR": str(tmp_path / "no_journeys"),
         "ACRM_DUCKDB_PATH": str(tmp_path / "acrm.duckdb"),
         "ACRM_OUTBOX_DIR": str(tmp_path / "outbox"),
     }

@@ -167,7 +167,7 @@ def holdouts(exports: ExportSet, segments: SegmentSet, attribution: dict) -> lis
     out = []
     for key in exports.keys:
         export = exports[key]
-        if not export.active or not export.hold_out_arm or export.segment.arm is not None:
+        if not export.active or not export.hold_out_arm or export.segment is None or export.segment.arm is not None:
             continue
         split = segments[export.segment.segment].split  # the validator made sure the segment exists
         if split is None or split.by_field is not None:

@@ -112,7 +112,8 @@ def build_exports(
     exports: ExportSet, settings: Settings, partitions_def, inactive_segments: frozenset[str] = frozenset()
 ) -> tuple[list, list]:
     """An asset and a check per active export; one reading an inactive segment runs and sends nothing."""
-    active = [k for k in exports.keys if exports[k].active]
+    # An export without a segment is an action of journeys (docs/journeys.md): it has no audience of its own.
+    active = [k for k in exports.keys if exports[k].active and exports[k].segment is not None]
     assets = [
         build_export_asset(
             exports[k],

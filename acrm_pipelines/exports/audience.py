@@ -9,7 +9,7 @@ treatment are compared over the same eligible customers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -75,6 +75,8 @@ def field_sql(name: str, spec) -> str:
 
 def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
     """Members of the export's segment (and arm) on `as_of` with their decision and output fields."""
+    if export.segment is None:
+        raise ValueError(f"export {export.key} has no segment: only journeys send it")
     columns = set(feature_columns(con))
     consent, opt_outs = CHANNEL_RULES[export.channel]
     checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
@@ -159,6 +161,43 @@ DDL = [
 def ensure_log(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)
+
+
+# The run id of sends made outside an export's own runs (a journey's steps): its rows in the delivery log are
+# recorded by `log_triggered`, one per send, and count for frequency caps and attribution like any other.
+TRIGGERED = "triggered:"
+
+
+def log_triggered(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+    """Sends made outside an export's runs, in the delivery log (in the caller's transaction; call
+    `ensure_log` before it): rows of export_key, as_of (the day of the send), run_id (TRIGGERED + who sent),
+    channel, campaign, customer_id, batch_key (the send's idempotency key; a key logged before is skipped)."""
+    con.execute(
+        f"""INSERT INTO {LOG}.deliveries
+        SELECT export_key, as_of, run_id, channel, campaign, customer_id, NULL, 'deliver', 'add', 'sent', NULL,
+            batch_key, ?
+        FROM rows WHERE batch_key NOT IN (SELECT batch_key FROM {LOG}.deliveries
+            WHERE starts_with(run_id, '{TRIGGERED}') AND batch_key IS NOT NULL)""",
+        [datetime.now()],
+    )
+
+
+def contacts_sql(with_log: bool = True) -> str:
+    """SQL of (i, n): the messages on a channel the customer of each row `i` of `_who` (i, customer_id, since,
+    until) got in [since, until): loaded messages by their time, and sends logged by exports and journeys by
+    their day (a day counts when it overlaps the window). Parameters: the channel (twice `with_log`)."""
+    logged = f"""UNION ALL
+            SELECT customer_id, NULL, as_of, true FROM {LOG}.deliveries
+            WHERE channel = ? AND status = 'sent' AND action = 'add'"""
+    return f"""
+        SELECT w.i, count(c.customer_id) AS n FROM _who w LEFT JOIN (
+            SELECT customer_id, sent_at AS moment, sent_at::DATE AS day, false AS by_day
+            FROM marts.fct_messages WHERE channel = ?
+            {logged if with_log else ""}) c
+        ON c.customer_id = w.customer_id AND (
+            (NOT c.by_day AND c.moment >= w.since AND c.moment < w.until)
+            OR (c.by_day AND c.day >= w.since::DATE AND c.day <= w.until::DATE))
+        GROUP BY 1"""
 
 
 def suppressed_sent_sql(export: Export) -> str:

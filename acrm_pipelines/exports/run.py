@@ -81,7 +81,7 @@ def not_sent_reason(
     con: duckdb.DuckDBPyConnection, export: Export, as_of: date, tags: dict[str, str], segment_active: bool = True
 ) -> str | None:
     """Why this run must send nothing for `as_of`, or None when it may send."""
-    if not segment_active:
+    if not segment_active and export.segment is not None:
         return f"not sent: segment {export.segment.segment} is inactive (active: false)"
     if any(tag in tags for tag in BACKFILL_TAGS) and tags.get(SEND_TAG) != "true":
         return (

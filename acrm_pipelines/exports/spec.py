@@ -386,7 +386,8 @@ Destination = Annotated[
 class Export(Strict):
     key: Annotated[str, Field(pattern=KEY_PATTERN)]
     title: str | None = None
-    segment: SegmentRef
+    # The audience, every partition; none for an export only journeys send (their steps choose who).
+    segment: SegmentRef | None = None
     channel: Literal["email", "sms", "push", "viber", "ads", "other"]
     campaign: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
     mode: Literal["full", "delta"] = "full"

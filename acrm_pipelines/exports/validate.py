@@ -114,7 +114,9 @@ def _check(
 ) -> list[DefinitionError]:
     errors: list[DefinitionError] = []
     ref = export.segment
-    if ref.segment not in segments:
+    if ref is None:
+        pass  # sent by journeys only
+    elif ref.segment not in segments:
         errors.append(doc.error(["segment"], f"unknown segment {ref.segment!r}"))
     elif ref.arm is not None:
         seg = segments[ref.segment]
