@@ -343,7 +343,8 @@ def test_the_reference(reference: Reference) -> None:
     assert reference.writes == [3, 3, 3, 3] and len(reference.outcome.files) == 12
     for statements in reference.statements:
         phases = _phases(statements)
-        assert phases.count("commit") == 2 and phases.count("apply") == 14 and phases.count("deliver") == 8
+        # per journey: BEGIN, versions, positions (delete, insert), log, sends, the exports' delivery log, ticks
+        assert phases.count("commit") == 2 and phases.count("apply") == 16 and phases.count("deliver") == 8
 
 
 def test_killed_at_many_points_each_send_once(base: Path, reference: Reference, tmp_path: Path) -> None:

@@ -8,16 +8,17 @@ when a welcome e-mail is due is worked out with zoneinfo from each customer's ti
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import dataclasses
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
 import pyarrow.csv as pacsv
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
-from acrm_pipelines.components.journeys import TICK_JOB, TICK_TAG
+from acrm_pipelines.components.journeys import SENSOR, TICK_JOB, TICK_TAG
 from acrm_pipelines.definitions import build_definitions
 from acrm_pipelines.segments.members import entered_at
 from tests.cases.demo import DEMO_END
@@ -106,3 +107,17 @@ def test_a_past_partition_ticks_nothing(journeys_run, run_pipeline) -> None:
     event = instance.get_latest_materialization_event(AssetKey(["journeys", "abandoned_cart"]))
     assert event.asset_materialization.metadata["skipped"].value == f"already ticked up to {MIDDAY}"
     assert pd.notna(before[0][0])
+
+
+def test_the_sensor_asks_for_a_tick_every_n_minutes_and_starts_stopped(demo_landing, tmp_path, make_settings) -> None:
+    settings = dataclasses.replace(make_settings(tmp_path, demo_landing, with_exports=True), journey_tick_minutes=5)
+    sensor = build_definitions(settings).get_sensor_def(SENSOR)
+    assert sensor.default_status == DefaultSensorStatus.STOPPED  # its runs send: switched on deliberately
+    assert sensor.minimum_interval_seconds == 5 * 60
+    before = datetime.now(UTC).replace(tzinfo=None)
+    (request,) = sensor.evaluate_tick(build_sensor_context()).run_requests
+    at = datetime.fromisoformat(request.tags[TICK_TAG])
+    # on the 5-minute grid, at most 5 minutes before now; the run key repeats for a repeated evaluation
+    assert (at.minute % 5, at.second, at.microsecond) == (0, 0, 0)
+    assert before - timedelta(minutes=5) < at <= datetime.now(UTC).replace(tzinfo=None)
+    assert request.run_key == f"journeys-{at.isoformat()}" and request.job_name in (None, TICK_JOB)

@@ -268,7 +268,11 @@ def test_runs_against_the_real_definitions(settings: Settings, instance: Dagster
     from acrm_pipelines.definitions import build_definitions
 
     settings = dataclasses.replace(
-        settings, duckdb_path=tmp_path / "acrm.duckdb", outbox_dir=tmp_path / "outbox", exports_dir=tmp_path / "none"
+        settings,
+        duckdb_path=tmp_path / "acrm.duckdb",
+        outbox_dir=tmp_path / "outbox",
+        exports_dir=tmp_path / "none",
+        journeys_dir=tmp_path / "none",  # the repo's journeys send the repo's exports
     )
     put(settings.landing_dir / "customers.csv")
     defs = build_definitions(settings)
