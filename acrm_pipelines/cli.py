@@ -306,12 +306,14 @@ def _exports_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _journey_set(settings: Settings):
+    """The journeys and the exports they send."""
     from acrm_pipelines.exports.validate import load_export_set
     from acrm_pipelines.journeys.validate import load_journey_set
     from acrm_pipelines.segments.validate import load_segment_set
 
     segments = load_segment_set(settings)
-    return load_journey_set(settings, segments, load_export_set(settings, segments))
+    exports = load_export_set(settings, segments)
+    return load_journey_set(settings, segments, exports), exports
 
 
 def _tick_time(args: argparse.Namespace):
@@ -334,7 +336,7 @@ def _journeys_plan(args: argparse.Namespace, settings: Settings) -> int:
     """What a tick would do, sending and writing nothing: per journey the counts, then the sends."""
     from acrm_pipelines.journeys import run
 
-    journeys = _journey_set(settings)
+    journeys, _ = _journey_set(settings)
     keys = args.keys or journeys.keys
     unknown = [k for k in keys if k not in journeys]
     if unknown:
@@ -359,12 +361,14 @@ def _journeys_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def _journeys_status(args: argparse.Namespace, settings: Settings) -> int:
     """Per journey and step: waiting, sent, suppressed, converted, exited."""
+    from acrm_pipelines.analytics.attribution import attribution_vars
     from acrm_pipelines.journeys import status
 
-    journeys = _journey_set(settings)
+    journeys, exports = _journey_set(settings)
+    windows = attribution_vars(exports, settings.attribution_window)
     with _read_only(settings) as con:
         for key in args.keys or journeys.keys:
-            summary = status.by_step(con, key)
+            summary = status.by_step(con, key, windows)
             print(
                 f"{key}: entered {summary.entered:,}, in the journey {summary.active:,}, "
                 f"completed {summary.completed:,}, exited {summary.exited:,}"

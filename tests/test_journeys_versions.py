@@ -1,5 +1,6 @@
 """A journey changed while customers are in it: those in flight finish on the version they entered with,
-new entrants follow the new one. And `acrm journeys status` counts what happened, by hand.
+new entrants follow the new one. And `acrm journeys status` counts what happened, by hand, conversions within
+each campaign's attribution window.
 
 Days (UTC): the segment `newcomers` is first evaluated on 11-02 (its history starts: nobody enters), c1 enters
 it on 11-03 (known 11-04 00:00), c2 and c3 on 11-05 (known 11-06 00:00). The definition changes after the
@@ -64,7 +65,9 @@ def changed(tmp_path_factory, set_features, segment_set, record_segments, export
     exports = export_set(
         tmp,
         [{"key": k, "channel": "email", "campaign": k, "destination": {"type": "csv"}}
-         for k in ("mail_a", "mail_b", "mail_c")],
+         for k in ("mail_a", "mail_c")]
+        + [{"key": "mail_b", "channel": "email", "campaign": "mail_b", "destination": {"type": "csv"},
+            "attribution_window": "1d"}],
         segments,
     )  # fmt: skip
     con.execute("CREATE SCHEMA staging")
@@ -122,8 +125,9 @@ def test_status_counts_by_hand(changed, acrm) -> None:
     lines = [line.split() for line in done.stdout.splitlines()]
     assert " ".join(lines[0]) == "onboarding: entered 3, in the journey 0, completed 3, exited 0"
     rows = {line[0]: [int(v) for v in line[1:]] for line in lines[2:]}
-    # step: waiting, sent, suppressed, converted (c1's order on 11-08 is within 7 days of both its mails), exited
+    # step: waiting, sent, suppressed, converted, exited. c1's order on 11-08 12:00 is within the default 7 days
+    # of mail_a (11-04) but not within mail_b's campaign window of 1 day (11-06 00:00 to 11-07 00:00)
     assert rows == {
         "1": [0, 2, 1, 1, 0],  # mail_a: c1, c2 sent; c3 suppressed; c1 converted
-        "3": [0, 2, 1, 1, 0],  # mail_b (c1, version 1) and mail_c (c2; c3 suppressed): both named step 3
+        "3": [0, 2, 1, 0, 0],  # mail_b (c1, version 1) and mail_c (c2; c3 suppressed): both named step 3
     }

@@ -20,6 +20,7 @@ import dagster as dg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue
 from dagster_duckdb import DuckDBResource
 
+from acrm_pipelines.analytics.attribution import attribution_vars
 from acrm_pipelines.components.segments import segment_key
 from acrm_pipelines.components.specs import specs
 from acrm_pipelines.exports.run import BACKFILL_TAGS, SEND_TAG
@@ -50,14 +51,15 @@ def reads(journey: Journey) -> list[str]:
     return list(dict.fromkeys([*found, *status.branch_segments(journey)]))
 
 
-def _metadata(ticked: run.Ticked, con) -> dict:
+def _metadata(ticked: run.Ticked, con, settings: Settings) -> dict:
     plan = ticked.plan
     meta: dict = {"tick_at": plan.now.isoformat(sep=" ")}
     if plan.skipped:
         meta["skipped"] = plan.skipped
     meta |= {what: MetadataValue.int(n) for what, n in sorted(ticked.counts().items())}
     meta["delivered"] = MetadataValue.int(sum(ticked.delivered.values()))
-    meta["steps"] = MetadataValue.md(status.markdown(status.by_step(con, ticked.key)))
+    windows = attribution_vars(specs().exports, settings.attribution_window)
+    meta["steps"] = MetadataValue.md(status.markdown(status.by_step(con, ticked.key, windows)))
     return meta
 
 
@@ -84,7 +86,7 @@ def build_journey_asset(journey: Journey, file: str, settings: Settings, partiti
         found = specs()
         with duckdb.get_connection() as con:
             (ticked,) = run.tick(con, found.journeys, found.exports, now, settings.outbox_dir, [journey.key])
-            return MaterializeResult(metadata=_metadata(ticked, con))
+            return MaterializeResult(metadata=_metadata(ticked, con, settings))
 
     return _journey
 
@@ -96,7 +98,7 @@ def build_tick_job(journeys: JourneySet, settings: Settings) -> dg.JobDefinition
         found = specs()
         with duckdb.get_connection() as con:
             for ticked in run.tick(con, found.journeys, found.exports, now, settings.outbox_dir):
-                meta = _metadata(ticked, con)
+                meta = _metadata(ticked, con, settings)
                 context.log_event(dg.AssetObservation(asset_key=journey_key(ticked.key), metadata=meta))
 
     @dg.job(name=TICK_JOB, description="Tick every journey at the time in the run's acrm/tick_at tag.")
