@@ -344,7 +344,7 @@ def test_reference_errors(tmp_path, segment_set, export_set) -> None:
         "journeys/refs.yaml:2: on.entered: unknown segment 'newcommers' (did you mean: newcomers)",
         "journeys/refs.yaml:4: steps[0].send: unknown export 'mial' (did you mean: mail)",
         "journeys/refs.yaml:5: steps[1].branch.segment: unknown segment 'nobody'",
-        "journeys/refs.yaml:6: steps[1].yes[0].send: export 'points' goes to bonus; journeys send through csv or "
-        "parquet exports for now",
+        "journeys/refs.yaml:6: steps[1].yes[0].send: export 'points' goes to bonus; journeys send through csv, "
+        "parquet and webhook exports for now",
         "journeys/refs.yaml:7: exit_when[0].segment: unknown segment 'vipp' (did you mean: vip)",
     ]

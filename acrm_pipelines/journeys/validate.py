@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acrm_pipelines.exports.validate import ExportSet
-from acrm_pipelines.journeys.deliver import FILE_TYPES
+from acrm_pipelines.journeys.deliver import SEND_TYPES
 from acrm_pipelines.journeys.program import all_steps
 from acrm_pipelines.journeys.spec import BranchStep, Journey, SendStep
 from acrm_pipelines.segments.validate import SegmentSet
@@ -93,12 +93,13 @@ def _check(journey: Journey, doc: Document, segments: SegmentSet, exports: Expor
                         "exports without one (docs/journeys.md)",
                     )
                 )
-            elif exports[step.send].destination.type not in FILE_TYPES:
+            elif exports[step.send].destination.type not in SEND_TYPES:
                 kind = exports[step.send].destination.type
                 errors.append(
                     doc.error(
                         [*loc, "send"],
-                        f"export {step.send!r} goes to {kind}; journeys send through csv or parquet exports for now",
+                        f"export {step.send!r} goes to {kind}; journeys send through csv, parquet and webhook "
+                        "exports for now",
                     )
                 )
         if isinstance(step, BranchStep):

@@ -30,6 +30,9 @@ class Job:
     outbox: Path
     con: duckdb.DuckDBPyConnection  # the run's DuckDB connection (ledgers live there)
     progress: object = None  # callable(str) for progress lines, or None
+    # The column that identifies each row to the receiver (a journey's send keys), when the customer does not:
+    # batch keys digest its values instead of the customer ids.
+    keys_column: str | None = None
 
     @property
     def key(self) -> str:

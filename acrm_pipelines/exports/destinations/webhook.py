@@ -194,7 +194,8 @@ class Webhook:
                 for start in range(0, len(rows), dest.batch_size):
                     batch = rows[start : start + dest.batch_size]
                     ids = [r["customer_id"] for r in batch]
-                    key = batch_key(job.key, job.as_of, action, ids)
+                    identity = [str(r[job.keys_column]) for r in batch] if job.keys_column else ids
+                    key = batch_key(job.key, job.as_of, action, identity)
                     body = json.dumps(
                         {
                             "export": job.key,
