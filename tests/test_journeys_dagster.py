@@ -35,12 +35,11 @@ def cutoff(day) -> datetime:
 def journeys_run(demo_landing, tmp_path_factory, make_settings, run_pipeline):
     settings = make_settings(tmp_path_factory.mktemp("journeys_demo"), demo_landing, with_exports=True)
     instance = DagsterInstance.ephemeral()
-    for day in (DAY1, DAY2):
-        run_pipeline(settings, day.isoformat(), instance)
+    summaries = [run_pipeline(settings, day.isoformat(), instance) for day in (DAY1, DAY2)]
     job = build_definitions(settings).get_job_def(TICK_JOB)
     result = job.execute_in_process(instance=instance, tags={TICK_TAG: MIDDAY.isoformat()})
     assert result.success
-    return settings, instance
+    return settings, instance, summaries
 
 
 def query(settings, sql: str, params: list | None = None) -> list[tuple]:
@@ -49,7 +48,7 @@ def query(settings, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def test_welcome_series_enters_the_segments_newcomers_and_sends_in_local_hours(journeys_run) -> None:
-    settings, instance = journeys_run
+    settings, instance, summaries = journeys_run
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         newcomers = {c for c, _ in entered_at(con, "new_this_month", DAY2)}
         zones = dict(con.execute("SELECT customer_id, timezone FROM marts.customer_features").fetchall())
@@ -83,10 +82,14 @@ def test_welcome_series_enters_the_segments_newcomers_and_sends_in_local_hours(j
     meta = night.asset_materialization.metadata
     assert meta["entered"].value == len(newcomers)
     assert "| step | waiting | sent |" in meta["steps"].value
+    # `acrm run` prints the night's ticks: the welcome series' entries, in a journeys table
+    lines = summaries[1].lines()
+    (row,) = [line.split() for line in lines if line.startswith("welcome_series ")]
+    assert row[1] == str(len(newcomers)) and any(line.split()[:2] == ["journey", "entered"] for line in lines)
 
 
 def test_abandoned_cart_entries_equal_pandas(journeys_run) -> None:
-    settings, _ = journeys_run
+    settings, _, _ = journeys_run
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         events = con.execute("SELECT customer_id, occurred_at FROM raw.events WHERE event_type = 'cart_abandon'").df()
     expected: dict[str, datetime] = {}
@@ -100,7 +103,7 @@ def test_abandoned_cart_entries_equal_pandas(journeys_run) -> None:
 
 
 def test_a_past_partition_ticks_nothing(journeys_run, run_pipeline) -> None:
-    settings, instance = journeys_run
+    settings, instance, summaries = journeys_run
     before = query(settings, "SELECT count(*) FROM journeys.log")
     run_pipeline(settings, DAY1.isoformat(), instance)
     assert query(settings, "SELECT count(*) FROM journeys.log") == before

@@ -65,6 +65,7 @@ class RunSummary:
     segments_failed: dict[str, str] = field(default_factory=dict)  # not evaluated: file and reason
     segments: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # size, entered, exited
     exports: dict[str, dict] = field(default_factory=dict)  # counts and location
+    journeys: dict[str, dict] = field(default_factory=dict)  # the tick's counts (docs/journeys.md)
 
     def lines(self, every_segment: bool = False) -> list[str]:
         """The run's summary; segments beyond SUMMARY_SEGMENTS are shortened to the biggest changes."""
@@ -94,6 +95,11 @@ class RunSummary:
                     f"{key:<28}{m.get('sent', 0):>10,}{m.get('suppressed', 0):>12,}{m.get('held_back', 0):>11,}"
                     f"  {m.get('not_sent') or m.get('location', '')}"
                 )
+        if self.journeys:
+            out.append(f"\n{'journey':<28}{'entered':>10}{'sent':>10}{'exited':>10}{'completed':>11}")
+            for key, m in sorted(self.journeys.items()):
+                counts = "".join(f"{m.get(what, 0):>10,}" for what in ("entered", "sent", "exited"))
+                out.append(f"{key:<28}{counts}{m.get('completed', 0):>11,}  {m.get('skipped', '')}".rstrip())
         if self.checks_failed:
             out.append(f"checks failed: {', '.join(self.checks_failed)}")
         for key, where in sorted(self.segments_failed.items()):
@@ -268,6 +274,8 @@ def _run_and_summarize(
             summary.segments[name.split("/", 1)[1]] = (m["size"].value, m["entered"].value, m["exited"].value)
         elif name.startswith("exports/"):
             summary.exports[name.split("/", 1)[1]] = {k: v.value for k, v in mat.metadata.items()}
+        elif name.startswith("journeys/"):
+            summary.journeys[name.split("/", 1)[1]] = {k: v.value for k, v in mat.metadata.items()}
     for event in result.all_events:
         if event.event_type_value == "ASSET_OBSERVATION":
             observation = event.event_specific_data.asset_observation
