@@ -346,10 +346,7 @@ def _journeys_plan(args: argparse.Namespace, settings: Settings) -> int:
         plans = run.plan(con, journeys, now, keys)
     print(f"A tick at {now:%Y-%m-%d %H:%M} UTC would (nothing is sent or written):")
     for plan in plans:
-        counts: dict[str, int] = {}
-        for step in plan.log:
-            counts[step.what] = counts.get(step.what, 0) + 1
-        said = ", ".join(f"{what} {n:,}" for what, n in sorted(counts.items())) or "do nothing"
+        said = ", ".join(f"{what} {n:,}" for what, n in sorted(plan.counts().items())) or "do nothing"
         print(f"  {plan.journey}: {plan.skipped or said}")
         for send in sorted(plan.sends, key=lambda s: (s.due_at, s.customer_id))[: args.limit]:
             due = f"{send.due_at:%Y-%m-%d %H:%M}"

@@ -114,7 +114,7 @@ def test_a_past_partition_ticks_nothing(journeys_run, run_pipeline) -> None:
 
 def test_the_sensor_asks_for_a_tick_every_n_minutes_and_starts_stopped(demo_landing, tmp_path, make_settings) -> None:
     settings = dataclasses.replace(make_settings(tmp_path, demo_landing, with_exports=True), journey_tick_minutes=5)
-    sensor = build_definitions(settings).get_sensor_def(SENSOR)
+    sensor = build_definitions(settings).resolve_sensor_def(SENSOR)
     assert sensor.default_status == DefaultSensorStatus.STOPPED  # its runs send: switched on deliberately
     assert sensor.minimum_interval_seconds == 5 * 60
     before = datetime.now(UTC).replace(tzinfo=None)

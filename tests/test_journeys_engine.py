@@ -275,15 +275,16 @@ def test_plan_writes_nothing_and_a_replayed_tick_sends_nothing_new(scenario) -> 
     assert rows == {"customer_id": "c1", "email": "c1@example.com"}
 
 
+# Exports for the validation tests: one a journey may not send (it has a segment), one it cannot (bonus).
+CHECKED_EXPORTS = [
+    {"key": "mail", "segment": "newcomers", "channel": "email", "campaign": "m", "destination": {"type": "csv"}},
+    {"key": "points", "channel": "other", "campaign": "p", "destination": {"type": "bonus", "points": 5}},
+]
+
+
 def test_definition_errors_name_file_line_and_field(tmp_path, segment_set, export_set) -> None:
     segments = segment_set(tmp_path, SEGMENTS)
-    exports = export_set(
-        tmp_path,
-        [{"key": "mail", "segment": "newcomers", "channel": "email", "campaign": "m", "destination": {"type": "csv"}},
-         {"key": "points", "channel": "other", "campaign": "p",
-          "destination": {"type": "bonus", "points": 5}}],
-        segments,
-    )  # fmt: skip
+    exports = export_set(tmp_path, CHECKED_EXPORTS, segments)
     folder = tmp_path / "journeys"
     folder.mkdir()
     (folder / "bad.yaml").write_text(
@@ -319,13 +320,7 @@ def test_definition_errors_name_file_line_and_field(tmp_path, segment_set, expor
 
 def test_reference_errors(tmp_path, segment_set, export_set) -> None:
     segments = segment_set(tmp_path, SEGMENTS)
-    exports = export_set(
-        tmp_path,
-        [{"key": "mail", "segment": "newcomers", "channel": "email", "campaign": "m", "destination": {"type": "csv"}},
-         {"key": "points", "channel": "other", "campaign": "p",
-          "destination": {"type": "bonus", "points": 5}}],
-        segments,
-    )  # fmt: skip
+    exports = export_set(tmp_path, CHECKED_EXPORTS, segments)
     folder = tmp_path / "journeys"
     folder.mkdir()
     (folder / "refs.yaml").write_text(

@@ -73,11 +73,9 @@ def field_sql(name: str, spec) -> str:
     return f"{fmt} AS {ident(name)}"
 
 
-def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
-    """Members of the export's segment (and arm) on `as_of` with their decision and output fields."""
-    if export.segment is None:
-        raise ValueError(f"export {export.key} has no segment: only journeys send it")
-    columns = set(feature_columns(con))
+def channel_checks(export: Export, columns: set[str]) -> list[str]:
+    """The CASE branches that suppress a customer on the export's channel (features `f`, maybe none): no
+    features, no consent, unsubscribed, complained, for the feature columns there are."""
     consent, opt_outs = CHANNEL_RULES[export.channel]
     checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
     if consent and consent in columns:
@@ -86,6 +84,14 @@ def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
         if column in columns:
             reason = "complained" if column == "complained" else "unsubscribed"
             checks.append(f"WHEN coalesce(f.{ident(column)}, false) THEN '{reason}'")
+    return checks
+
+
+def select_audience(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> Audience:
+    """Members of the export's segment (and arm) on `as_of` with their decision and output fields."""
+    if export.segment is None:
+        raise ValueError(f"export {export.key} has no segment: only journeys send it")
+    checks = channel_checks(export, set(feature_columns(con)))
     member_params: list = [export.segment.segment, as_of]
     arm_filter = ""
     if export.segment.arm is not None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.journeys.facts import Facts, cutoff, known_day
 from acrm_pipelines.journeys.program import END, Node, Program, all_steps, compile_journey
 from acrm_pipelines.journeys.quiet_hours import next_allowed, zone_of
@@ -76,6 +75,13 @@ class Plan:
     log: list[Step] = field(default_factory=list)
     segment_day: date | None = None  # the latest segment day taken (the next tick starts after it)
     skipped: str | None = None  # why nothing was done
+
+    def counts(self) -> dict[str, int]:
+        """How many of each thing happened: entered, sent, yes, no, exited, completed."""
+        out: dict[str, int] = {}
+        for step in self.log:
+            out[step.what] = out.get(step.what, 0) + 1
+        return out
 
 
 def send_key(journey: str, version: str, customer_id: str, entered_at: datetime, node: str) -> str:
@@ -284,11 +290,3 @@ def _segment_days(journey: Journey, known: Known, facts: Facts, now: datetime) -
     if known.segment_day is None:
         days = days[-1:]
     return days
-
-
-def exports_of(journey: Journey) -> set[str]:
-    return {s.send for _, _, s in _steps(journey) if isinstance(s, SendStep)}
-
-
-def send_exports(journey: Journey, exports: dict[str, Export]) -> dict[str, Export]:
-    return {k: exports[k] for k in exports_of(journey) if k in exports}

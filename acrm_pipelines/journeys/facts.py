@@ -15,21 +15,17 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pyarrow as pa
 
-from acrm_pipelines.exports.audience import CHANNEL_RULES, LOG, contacts_sql, field_sql
+from acrm_pipelines.exports.audience import LOG, channel_checks, contacts_sql, field_sql
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.journeys.spec import PURCHASE, Entry
 from acrm_pipelines.segments import members
-from acrm_pipelines.sql import ident, table_exists
+from acrm_pipelines.segments.dates import cutoff  # the moment a segment's day is known: the end of that day
+from acrm_pipelines.sql import table_exists
 
 EVENTS = "staging.stg_crm__events"
 ORDERS = "staging.stg_crm__orders"
 FEATURES = "marts.customer_features"
-
-
-def cutoff(day: date) -> datetime:
-    """The moment a segment's day is known: the end of that day."""
-    return datetime.combine(day + timedelta(days=1), datetime.min.time())
 
 
 def known_day(at: datetime) -> date:
@@ -138,15 +134,7 @@ class Facts:
         export's channel rules: no features, no consent, unsubscribed, complained."""
         if not customers:
             return {}
-        columns = set(feature_columns(self.con))
-        consent, opt_outs = CHANNEL_RULES[export.channel]
-        checks = ["WHEN f.customer_id IS NULL THEN 'no_features'"]
-        if consent and consent in columns:
-            checks.append(f"WHEN NOT coalesce(f.{ident(consent)}, false) THEN 'no_consent'")
-        for column in opt_outs:
-            if column in columns:
-                reason = "complained" if column == "complained" else "unsubscribed"
-                checks.append(f"WHEN coalesce(f.{ident(column)}, false) THEN '{reason}'")
+        checks = channel_checks(export, set(feature_columns(self.con)))
         fields = "".join(f", {field_sql(n, s)}" for n, s in export.fields.items() if n != "customer_id")
         _who = pa.table({"customer_id": pa.array(list(customers), pa.string())})  # noqa: F841 - read by DuckDB
         rows = self.con.execute(

@@ -24,10 +24,7 @@ class Ticked:
     delivered: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for step in self.plan.log:
-            out[step.what] = out.get(step.what, 0) + 1
-        return out
+        return self.plan.counts()
 
 
 def plan(

@@ -130,32 +130,29 @@ class BranchOn(Strict):
     segment: Key
 
 
-class WaitUntilStep(Strict):
-    """Wait for an event up to `within`: on it, go on with `yes`; without it, with `no` (then the next step)."""
+class _TwoWays(Strict):
+    """A step that goes on with `yes` or `no` (then the step after it)."""
+
+    yes: list[Step] = Field(default_factory=list)
+    no: list[Step] = Field(default_factory=list)
+    id: Key | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yes_no(cls, value: Any) -> Any:
+        return YES_NO(value)
+
+
+class WaitUntilStep(_TwoWays):
+    """Wait for an event up to `within`: on it, go on with `yes`; without it, with `no`."""
 
     wait_until: Until
-    yes: list[Step] = Field(default_factory=list)
-    no: list[Step] = Field(default_factory=list)
-    id: Key | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yes_no(cls, value: Any) -> Any:
-        return YES_NO(value)
 
 
-class BranchStep(Strict):
-    """`yes` for members of the segment on the day before, `no` for the others; then the next step."""
+class BranchStep(_TwoWays):
+    """`yes` for members of the segment on the day before, `no` for the others."""
 
     branch: BranchOn
-    yes: list[Step] = Field(default_factory=list)
-    no: list[Step] = Field(default_factory=list)
-    id: Key | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yes_no(cls, value: Any) -> Any:
-        return YES_NO(value)
 
 
 STEP_KINDS = ("send", "wait", "wait_until", "branch")
@@ -258,5 +255,5 @@ class Journey(Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-WaitUntilStep.model_rebuild()
-BranchStep.model_rebuild()
+for _model in (_TwoWays, WaitUntilStep, BranchStep):
+    _model.model_rebuild()
