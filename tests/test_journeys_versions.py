@@ -131,3 +131,23 @@ def test_status_counts_by_hand(changed, acrm) -> None:
         "1": [0, 2, 1, 1, 0],  # mail_a: c1, c2 sent; c3 suppressed; c1 converted
         "3": [0, 2, 1, 0, 0],  # mail_b (c1, version 1) and mail_c (c2; c3 suppressed): both named step 3
     }
+
+
+def test_plan_on_the_command_line_writes_nothing(changed, acrm) -> None:
+    _, tmp = changed  # the connection is closed by the status test, which runs first in this module
+    env = {
+        "ACRM_DUCKDB_PATH": str(tmp / "db.duckdb"),
+        "ACRM_SEGMENTS_DIR": str(tmp / "segments"),
+        "ACRM_EXPORTS_DIR": str(tmp / "exports"),
+        "ACRM_JOURNEYS_DIR": str(tmp / "journeys"),
+    }
+    before = (tmp / "db.duckdb").read_bytes()
+    past = acrm("journeys", "plan", "--as-of", "2026-11-05", env=env)
+    assert past.returncode == 0, past.stderr
+    assert past.stdout.splitlines() == [
+        "A tick at 2026-11-06 00:00 UTC would (nothing is sent or written):",
+        "  onboarding: already ticked up to 2026-11-10 00:00:00",  # the last tick: the end of 11-09
+    ]
+    later = acrm("journeys", "plan", "--at", "2026-11-12 08:00", env=env)
+    assert later.stdout.splitlines()[1] == "  onboarding: do nothing"  # everyone has completed
+    assert (tmp / "db.duckdb").read_bytes() == before
