@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml dagster.yaml $(shell find dbt_project -name '*.sql' -o 
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version" || { echo "Python 3.11 is required" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,spark]'
 	$(MAKE) --no-print-directory dbt-parse
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
@@ -38,21 +38,26 @@ demo: setup
 	echo "make demo took $$(( $$(date +%s) - start )) s"
 
 # Debian packages the tests need, installed only when missing (a no-op otherwise): the PostgreSQL
-# server that tests/pg_server.py starts as a throwaway instance for the postgres destination's tests, and
-# the Chromium that tests/test_ui.py drives through Playwright (its own browser downloads are not used).
+# server that tests/pg_server.py starts as a throwaway instance for the postgres destination's tests,
+# the Chromium that tests/test_ui.py drives through Playwright (its own browser downloads are not used),
+# and a Java runtime for the local Spark session of tests/test_engine_spark.py (Debian's default JRE:
+# 17 on bookworm, 21 on trixie; Spark 4.1 runs on both).
 system-deps:
 	@missing=""; \
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	if [ -z "$$missing" ]; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "system-deps: installing Debian packages for the tests:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
+		mkdir -p /usr/share/man/man1; \
 		apt-get update && apt-get install -y --no-install-recommends $$missing; \
 	else \
 		echo "system-deps: the tests need Debian packages:$$missing" >&2; \
-		echo "  (postgresql: a server with initdb under /usr/lib/postgresql/*/bin; chromium: /usr/bin/chromium)" >&2; \
+		echo "  (postgresql: a server with initdb under /usr/lib/postgresql/*/bin; chromium: /usr/bin/chromium;" >&2; \
+		echo "   default-jre-headless: java 17 or 21 for Spark)" >&2; \
 		echo "  Install them as root: apt-get update && apt-get install -y --no-install-recommends$$missing" >&2; \
 		echo "  (or run 'sudo make system-deps')." >&2; \
 		exit 1; \

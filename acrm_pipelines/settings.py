@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 ENV_PREFIX = "ACRM_"
+ENGINES = ("duckdb", "spark")
 
 
 def _variable(info: ValidationInfo) -> str:
@@ -58,6 +59,28 @@ class _Environment(BaseSettings):
     # Journey definitions, and how often the journeys sensor ticks them between nights (docs/journeys.md).
     journeys_dir: Path = Path("journeys")
     journey_tick_minutes: int = 15
+    # Where features and segments run (docs/spark.md): DuckDB on this machine, or Apache Spark.
+    engine: str = "duckdb"
+    # Spark's session: the master URL, the warehouse and metastore folder, memory, shuffle partitions.
+    spark_master: str = "local[2]"
+    spark_dir: Path = Path("data/spark")
+    spark_driver_memory: str = "4g"
+    spark_executor_memory: str = "4g"
+    spark_shuffle_partitions: int = 4
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and value.strip().lower() not in ENGINES:
+            raise ValueError(f"{_variable(info)}: expected one of {', '.join(ENGINES)}, got {value!r}")
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("spark_driver_memory", "spark_executor_memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"\s*[1-9][0-9]*\s*[mMgG]\s*", value):
+            raise ValueError(f"{_variable(info)}: expected an amount like 512m or 4g, got {value!r}")
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -70,7 +93,14 @@ class _Environment(BaseSettings):
             raise ValueError(f"{_variable(info)}: expected YYYY-MM-DD, got {value!r}") from err
 
     @field_validator(
-        "landing_dir", "duckdb_path", "segments_dir", "exports_dir", "outbox_dir", "journeys_dir", mode="before"
+        "landing_dir",
+        "duckdb_path",
+        "segments_dir",
+        "exports_dir",
+        "outbox_dir",
+        "journeys_dir",
+        "spark_dir",
+        mode="before",
     )
     @classmethod
     def _from_repo_root(cls, value: Any) -> Path:
@@ -83,7 +113,7 @@ class _Environment(BaseSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("freshness_days", "journey_tick_minutes", mode="before")
+    @field_validator("freshness_days", "journey_tick_minutes", "spark_shuffle_partitions", mode="before")
     @classmethod
     def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -130,6 +160,12 @@ class Settings:
     attribution_window: str
     journeys_dir: Path = REPO_ROOT / "journeys"
     journey_tick_minutes: int = 15
+    engine: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_dir: Path = REPO_ROOT / "data" / "spark"
+    spark_driver_memory: str = "4g"
+    spark_executor_memory: str = "4g"
+    spark_shuffle_partitions: int = 4
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -120,7 +120,7 @@ class Atoms:
             )
             fetched = self.con.sql(select.sql("duckdb")).to_arrow_table()
             for i, key in enumerate(chunk):
-                self.bits[key] = np.packbits(_bools(fetched[f"p{i}"]))
+                self.bits[key] = np.packbits(as_bools(fetched[f"p{i}"]))
 
     def reduce(self, plan: Plan) -> np.ndarray:
         if isinstance(plan, str):
@@ -174,7 +174,7 @@ class Atoms:
         self.con.register(DISTINCT_VIEW, pa.table({name: codes.values}))
         try:
             select = exp.select(self.sql[key].as_("p")).from_(exp.to_table(DISTINCT_VIEW).as_(WIDE))
-            matched = np.flatnonzero(_bools(self.con.sql(select.sql("duckdb")).to_arrow_table()["p"]))
+            matched = np.flatnonzero(as_bools(self.con.sql(select.sql("duckdb")).to_arrow_table()["p"]))
         finally:
             self.con.unregister(DISTINCT_VIEW)
         if len(matched) <= 8:  # a few values: a chain of comparisons on the codes
@@ -199,7 +199,7 @@ def _is_null(null: np.ndarray, negate: bool) -> np.ndarray:
     return ~null if negate else null
 
 
-def _bools(arr: pa.ChunkedArray) -> np.ndarray:
+def as_bools(arr: pa.ChunkedArray) -> np.ndarray:
     arr = arr.combine_chunks()
     return np.asarray((arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False), dtype=bool)
 

@@ -26,7 +26,7 @@ MODEL = "customer_features"
 
 def kind_of(sql_type: str) -> Kind:
     t = sql_type.strip().lower()
-    if t.endswith("[]"):
+    if t.endswith("[]") or t.startswith("array<"):  # DuckDB's VARCHAR[], Spark's array<string>
         return "list"
     if t.startswith(("varchar", "text", "string")):
         return "text"

@@ -408,7 +408,7 @@ def segment_select(
         if seg.split.by_field is None:
             return members.select(_split_arm(seg, target.dialect).as_("arm"))
         return (
-            exp.select(col(KEY), _field_arm(key, seg.split.by_field, catalogue, target).as_("arm"))
+            exp.select(col(KEY), field_arm(key, seg.split.by_field, catalogue, target).as_("arm"))
             .from_(table(*FEATURES, alias=WIDE))
             .where(col(KEY).isin(query=members))
         )
@@ -455,7 +455,7 @@ def _split_arm(seg: Segment, dialect: str) -> exp.Expression:
 _EXACT_NUMBERS = ("tinyint", "smallint", "int", "bigint", "hugeint", "utinyint", "usmallint", "uinteger", "ubigint")
 
 
-def _field_arm(key: str, name: str, catalogue: Catalogue, target: Target) -> exp.Expression:
+def field_arm(key: str, name: str, catalogue: Catalogue, target: Target) -> exp.Expression:
     """A by_field arm: the value as DuckDB writes it as text, 'none' when null. Another dialect must write the
     same text; a date or timestamp follows PostgreSQL's DateStyle, so it is formatted explicitly there, and a
     floating-point number (DuckDB writes 100.0, PostgreSQL 100, Spark 1.0E20 for 1e+20) or a feature of unknown
@@ -507,7 +507,7 @@ def _reduce(op, queries: list[exp.Query]) -> exp.Query:
     return out
 
 
-def _filters_as_case(node: exp.Expression) -> exp.Expression:
+def filters_as_case(node: exp.Expression) -> exp.Expression:
     """`AGG(x) FILTER (WHERE c)` as `AGG(CASE WHEN c THEN x END)` (the same value: the aggregates skip nulls)."""
     if not isinstance(node, exp.Filter):
         return node
@@ -546,7 +546,7 @@ def explain_sql(
     target = Target(dialect, dict(column_types or {}))
     query = segment_select(key, segments, catalogue, as_of, target)
     if dialect == "spark":
-        query = query.transform(_filters_as_case)
+        query = query.transform(filters_as_case)
     if features_day is not None:
         on_day = exp.Anonymous(this="customer_features_on", expressions=[literal(features_day)])
 

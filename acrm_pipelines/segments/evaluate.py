@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -28,7 +29,7 @@ from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.atoms import Atoms, Plan
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
-from acrm_pipelines.segments.compile import FEATURES, WIDE, Compiler, bucket, col
+from acrm_pipelines.segments.compile import FEATURES, WIDE, Compiler, Target, bucket, field_arm
 from acrm_pipelines.segments.validate import SegmentSet
 
 
@@ -103,23 +104,28 @@ def _pack(mask: np.ndarray) -> np.ndarray:
     return np.packbits(mask.astype(bool, copy=False))
 
 
-def evaluate(
-    con: duckdb.DuckDBPyConnection,
-    segments: SegmentSet,
-    as_of: date,
-    keys: Sequence[str] | None = None,
-    fixed: dict[str, Fixed] | None = None,
-    features: tuple[str, str] = FEATURES,
-) -> Evaluation:
-    """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date.
+@dataclass
+class Planned:
+    """What to evaluate for a day: the segments in order, each one's rule plan, and what they read."""
 
-    `features` is the relation holding each customer's features (acrm_pipelines.features.history
-    `features_on` gives it for a past day).
-    """
-    fixed = fixed or {}
-    started = time.perf_counter()
+    order: list[str]  # the segments to evaluate (those that failed to plan left out), dependencies first
+    comp: Compiler
+    atoms: Atoms
+    plans: dict[str, Plan]
+    missing: frozenset[str]  # custom_* columns this landing folder lacks (they read as null)
+    failed: dict[str, str]
+
+
+def plan_segments(
+    segments: SegmentSet,
+    catalogue: Catalogue,
+    as_of: date,
+    keys: Sequence[str] | None,
+    fixed: dict[str, Fixed],
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Planned:
+    """Plan `keys` (default: all) and the segments they are built from: every leaf once, every feature read."""
     order = segments.closure(list(keys) if keys is not None else segments.order)
-    catalogue = connection_catalogue(con)
     comp = Compiler(catalogue, as_of)
     atoms = Atoms(con, catalogue, comp)
     plans: dict[str, Plan] = {}
@@ -141,13 +147,31 @@ def evaluate(
     unknown = sorted(m for m in missing if not m.startswith("custom_"))
     if unknown:
         raise RuntimeError(f"marts.customer_features has no column {', '.join(unknown)}")
+    return Planned([k for k in order if k not in failed], comp, atoms, plans, missing, failed)
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    segments: SegmentSet,
+    as_of: date,
+    keys: Sequence[str] | None = None,
+    fixed: dict[str, Fixed] | None = None,
+    features: tuple[str, str] = FEATURES,
+) -> Evaluation:
+    """Evaluate `keys` (default: all) and the segments they are built from, for one as-of date.
+
+    `features` is the relation holding each customer's features (acrm_pipelines.features.history
+    `features_on` gives it for a past day).
+    """
+    started = time.perf_counter()
+    fixed = fixed or {}
+    planned = plan_segments(segments, connection_catalogue(con), as_of, keys, fixed, con)
     # Columns are read back in the stored row order (a scan without ORDER BY), which needs this on.
     keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")
     try:
-        good = [k for k in order if k not in failed]
-        result = _evaluate_rows(con, segments, good, comp, atoms, plans, missing, fixed, as_of, features)
-        result.failed = failed
+        result = _evaluate_rows(con, segments, planned, fixed, as_of, features)
+        result.failed = planned.failed
     finally:
         drop_rows(con)
         con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
@@ -158,34 +182,53 @@ def evaluate(
 def _evaluate_rows(
     con: duckdb.DuckDBPyConnection,
     segments: SegmentSet,
-    order: list[str],
-    comp: Compiler,
-    atoms: Atoms,
-    plans: dict[str, Plan],
-    missing: frozenset[str],
+    planned: Planned,
     fixed: dict[str, Fixed],
     as_of: date,
     features: tuple[str, str],
 ) -> Evaluation:
     """The steps over `_acrm_rows`: rows, leaves and aggregates, then each segment from its parts."""
     started = time.perf_counter()
-    rows = build_rows(con, comp.features, missing, features)
+    comp, atoms = planned.comp, planned.atoms
+    rows = build_rows(con, comp.features, planned.missing, features)
     result = Evaluation(as_of, rows.ids, rows.row_index)
     result.timings["rows_s"] = time.perf_counter() - started
 
     t = time.perf_counter()  # aggregates are computed while the comparisons run beside them
     atoms.evaluate(result.n, aggregate_columns(con, comp.aggregates, as_of, result.n))
-    rule_bits = {key: atoms.reduce(plan) for key, plan in plans.items()}
+    rule_bits = {key: atoms.reduce(plan) for key, plan in planned.plans.items()}
     result.timings["rules_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    wide = Wide(partial(_column, con), comp.catalogue)
+    compose_all(result, segments, planned.order, fixed, rule_bits, wide)
+    result.timings["compose_s"] = time.perf_counter() - t
+    return result
+
+
+@dataclass
+class Wide:
+    """The wide row (one row per customer, aliased `w`) on one engine, for the arms of splits."""
+
+    column: Callable[[exp.Expression], np.ndarray]  # an expression over it, in row order
+    catalogue: Catalogue
+    target: Target = field(default_factory=Target)
+
+
+def compose_all(
+    result: Evaluation,
+    segments: SegmentSet,
+    order: list[str],
+    fixed: dict[str, Fixed],
+    rule_bits: dict[str, np.ndarray],
+    wide: Wide,
+) -> None:
+    """Each segment from its parts, in order: fixed memberships, set operations, rules, then arms."""
     for key in order:
         if key in fixed:
             _apply_fixed(result, key, fixed[key])
         else:
-            _compose(con, result, segments, key, rule_bits)
-    result.timings["compose_s"] = time.perf_counter() - t
-    return result
+            _compose(wide, result, segments, key, rule_bits)
 
 
 def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
@@ -205,7 +248,7 @@ def _apply_fixed(result: Evaluation, key: str, fixed: Fixed) -> None:
         result.arm_names[key], result.arm_codes[key] = names, codes
 
 
-def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits: dict[str, np.ndarray]) -> None:
+def _compose(wide: Wide, result: Evaluation, segments: SegmentSet, key: str, rule_bits: dict[str, np.ndarray]) -> None:
     seg = segments[key]
     bits = result.bits
     base: np.ndarray | None = None
@@ -239,18 +282,13 @@ def _compose(con, result: Evaluation, segments: SegmentSet, key: str, rule_bits:
         members = result.mask(key)
         split = seg.split
         if split.by_field is not None:
-            values = _column(
-                con,
-                exp.func(
-                    "COALESCE", exp.cast(col(split.by_field), exp.DataType.Type.VARCHAR), exp.Literal.string("none")
-                ),
-            )
+            values = wide.column(field_arm(key, split.by_field, wide.catalogue, wide.target))
             names, inverse = np.unique(values[members].astype(str), return_inverse=True)
             codes = np.full(result.n, -1, dtype=np.int32)
             codes[members] = inverse
             result.arm_names[key], result.arm_codes[key] = names.tolist(), codes
         else:
-            buckets = _column(con, bucket(split.salt or "")).astype(np.float64)
+            buckets = wide.column(bucket(split.salt or "", wide.target.dialect)).astype(np.float64)
             weights = split.arm_weights()
             edges = np.cumsum(list(weights.values())) / sum(weights.values()) * 100.0
             codes = np.minimum(np.searchsorted(edges, buckets, side="right"), len(weights) - 1).astype(np.int32)

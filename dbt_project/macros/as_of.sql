@@ -45,10 +45,6 @@
     {{ return(names) }}
 {%- endmacro %}
 
-{# A double-quoted identifier with embedded quotes doubled (adapter.quote does not escape them). #}
-{% macro quote_identifier(name) -%}
-    "{{ name | replace('"', '""') }}"
-{%- endmacro %}
 
 {# The features that move with the calendar alone. History (customer_features_history) stores what they are
    computed from, and reading a past day (customer_features_on) computes them again for that day. #}

@@ -15,7 +15,7 @@
             {%- do built.update({col.name: col.dtype}) -%}
         {%- endfor -%}
         {%- for name, col in node.columns.items() -%}
-            {%- set declared = col.data_type or '' -%}
+            {%- set declared = engine_type(col.data_type) if col.data_type else '' -%}
             {%- if name not in built -%}
                 {%- do problems.append([name, declared, '', 'declared but not built']) -%}
             {%- elif not declared -%}

@@ -11,6 +11,10 @@
      3. the new values hold from D until N (open when D is the latest day).
    Every other day reads what it read before. #}
 {% macro get_incremental_validity_intervals_sql(arg_dict) -%}
+    {{ return(adapter.dispatch('validity_intervals_sql', 'acrm')(arg_dict)) }}
+{%- endmacro %}
+
+{% macro default__validity_intervals_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set day = as_of() -%}
@@ -55,10 +59,113 @@
     drop table acrm_features_changed
 {%- endmacro %}
 
+{# The same on Spark, whose Parquet tables cannot update or delete rows: the new history is written to
+   `<history>__next` (a statement of its own), then replaces the history. It rewrites the whole table, so a
+   night costs the history's size, not the changes' (Delta or Iceberg would allow a MERGE instead). The four
+   parts are the four steps above: rows that stay, the copy from N on, the old interval ended at D, the new
+   values from D to N. #}
+{% macro spark__validity_intervals_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set temp = arg_dict['temp_relation'] -%}
+    {%- set day = as_of() -%}
+    {%- set dates = features_dates_relation() -%}
+    {%- set next_day -%}
+        {%- if dates is none -%} cast(null as date)
+        {%- else -%} (select min(as_of) from {{ dates }} where as_of > {{ day }})
+        {%- endif -%}
+    {%- endset -%}
+    {%- set temp_columns = adapter.get_columns_in_relation(temp) | map(attribute='name') | list -%}
+    {%- set values = [] -%}
+    {%- for col in adapter.get_columns_in_relation(target)
+        if col.name not in ['customer_id', 'valid_from', 'valid_to'] -%}
+        {%- do values.append(quote_identifier(col.name)) -%}
+    {%- endfor -%}
+    {%- set new_values = [] -%}
+    {%- for col in adapter.get_columns_in_relation(target)
+        if col.name not in ['customer_id', 'valid_from', 'valid_to'] -%}
+        {%- do new_values.append('n.' ~ quote_identifier(col.name) if col.name in temp_columns
+            else 'cast(null as ' ~ col.data_type ~ ')') -%}
+    {%- endfor -%}
+    {%- set covering = 'valid_from <= ' ~ day ~ ' and (valid_to is null or valid_to > ' ~ day ~ ')' -%}
+    {%- set next = target.incorporate(path={'identifier': target.identifier ~ '__next'}) -%}
+    {%- do run_query('drop table if exists ' ~ next) -%}
+    {%- call statement('acrm_history_next') -%}
+    create table {{ next }} using parquet as
+    with changed as (
+        select coalesce(n.customer_id, o.customer_id) as customer_id, n.customer_id is not null as present
+        from {{ temp }} as n
+        full join (select * from {{ target }} where {{ covering }}) as o on o.customer_id = n.customer_id
+        where n.customer_id is null or o.customer_id is null
+            or not (struct({% for v in new_values %}{{ v }}{{ ', ' if not loop.last }}{% endfor %})
+                <=> struct({% for v in values %}o.{{ v }}{{ ', ' if not loop.last }}{% endfor %}))
+    ),
+    marked as (
+        select t.*, c.customer_id is not null as acrm_changed
+        from {{ target }} as t left join changed as c on c.customer_id = t.customer_id
+    )
+    select customer_id, valid_from, valid_to, {{ values | join(', ') }}
+    from marked where not (acrm_changed and {{ covering }})
+    union all
+    select customer_id, {{ next_day }}, valid_to, {{ values | join(', ') }}
+    from marked
+    where acrm_changed and {{ covering }} and {{ next_day }} is not null
+        and (valid_to is null or valid_to > {{ next_day }})
+    union all
+    select customer_id, valid_from, {{ day }}, {{ values | join(', ') }}
+    from marked where acrm_changed and {{ covering }} and valid_from <> {{ day }}
+    union all
+    select n.customer_id, {{ day }}, {{ next_day }}, {{ new_values | join(', ') }}
+    from {{ temp }} as n inner join changed as c on c.customer_id = n.customer_id
+    where c.present
+    {%- endcall -%}
+    insert overwrite table {{ target }}
+    select customer_id, valid_from, valid_to, {{ values | join(', ') }} from {{ next }}
+{%- endmacro %}
+
+{# dbt-spark accepts its own incremental strategies only (append, insert_overwrite; merge needs Delta or
+   Iceberg); the history's, and delete+insert (customer_features_dates, campaign_funnel: a day's rows
+   replaced), are added here. A root project's macro takes the place of the adapter's one of that name. #}
+{% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) -%}
+    {%- if raw_strategy in ['validity_intervals', 'delete+insert'] -%}
+        {{ return(raw_strategy) }}
+    {%- endif -%}
+    {{ return(dbt.dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format)) }}
+{%- endmacro %}
+
+{% macro dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) -%}
+    {%- if strategy == 'validity_intervals' -%}
+        {{ return(get_incremental_validity_intervals_sql({'target_relation': target, 'temp_relation': source})) }}
+    {%- elif strategy == 'delete+insert' -%}
+        {{ return(spark_replace_rows_sql(source, target, unique_key)) }}
+    {%- endif -%}
+    {{ return(dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key,
+        incremental_predicates)) }}
+{%- endmacro %}
+
+{# delete+insert on Parquet: the target's rows whose `unique_key` the new rows do not have, plus the new rows,
+   written to `<target>__next`, which then replaces the target. #}
+{% macro spark_replace_rows_sql(source, target, unique_key) -%}
+    {%- set quoted = [] -%}
+    {%- for col in adapter.get_columns_in_relation(target) -%}
+        {%- do quoted.append(quote_identifier(col.name)) -%}
+    {%- endfor -%}
+    {%- set columns = quoted | join(', ') -%}
+    {%- set next = target.incorporate(path={'identifier': target.identifier ~ '__next'}) -%}
+    {%- do run_query('drop table if exists ' ~ next) -%}
+    {%- call statement('acrm_replace_next') -%}
+    create table {{ next }} using parquet as
+    select {{ columns }} from {{ target }}
+    where {{ unique_key }} not in (select {{ unique_key }} from {{ source }} where {{ unique_key }} is not null)
+    union all
+    select {{ columns }} from {{ source }}
+    {%- endcall -%}
+    insert overwrite table {{ target }} select {{ columns }} from {{ next }}
+{%- endmacro %}
+
 {# marts.customer_features_on(day): customer_features as it was on a built day, with the calendar features
    computed for that day. A day between two built days reads the earlier one. #}
 {% macro create_features_reader() -%}
-    {%- if execute -%}
+    {%- if execute and target.type == 'duckdb' -%}
         {%- set day = 'cast(as_of_day as date)' -%}
         {%- set calendar = calendar_features(day, 'h') -%}
         create or replace macro {{ this.include(database=false, identifier=false) }}.customer_features_on(as_of_day) as table

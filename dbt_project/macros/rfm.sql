@@ -25,9 +25,9 @@ ranked as (
 scores as (
     select
         customer_id,
-        cast(ceil(5.0 * k_r / n) as integer) as rfm_r,
-        cast(ceil(5.0 * k_f / n) as integer) as rfm_f,
-        cast(ceil(5.0 * k_m / n) as integer) as rfm_m
+        cast(ceil(cast(5 as double) * k_r / n) as integer) as rfm_r,
+        cast(ceil(cast(5 as double) * k_f / n) as integer) as rfm_f,
+        cast(ceil(cast(5 as double) * k_m / n) as integer) as rfm_m
     from ranked
 )
 
@@ -36,7 +36,7 @@ select
     rfm_r,
     rfm_f,
     rfm_m,
-    cast(rfm_r as varchar) || cast(rfm_f as varchar) || cast(rfm_m as varchar) as rfm_score,
+    cast(rfm_r as {{ dbt.type_string() }}) || cast(rfm_f as {{ dbt.type_string() }}) || cast(rfm_m as {{ dbt.type_string() }}) as rfm_score,
     case
         when rfm_r >= 4 and rfm_f >= 4 then 'champions'
         when rfm_r >= 3 and rfm_f >= 3 then 'loyal'

@@ -4,7 +4,7 @@
 {{ config(materialized='table') }}
 
 {% if features_since() is none %}
-select cast(null as varchar) as customer_id where false
+select cast(null as {{ dbt.type_string() }}) as customer_id where false
 {% else %}
 select distinct customer_id from (
     select customer_id from {{ source('raw', 'customers') }}

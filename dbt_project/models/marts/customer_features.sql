@@ -50,7 +50,7 @@ computed as (
         customers.consent_push,
         cast(coalesce(orders.orders_count, 0) as integer) as orders_count,
         cast(coalesce(orders.total_amount, 0) as decimal(18, 2)) as total_amount,
-        cast(orders.total_amount / nullif(orders.orders_count, 0) as decimal(18, 2)) as avg_order_value,
+        {{ rounded_ratio('cast(orders.total_amount * 100 as bigint)', 'nullif(orders.orders_count, 0)') }} as avg_order_value,
         orders.first_order_date,
         orders.last_order_date,
         cast(coalesce(orders.cancelled_count, 0) as integer) as cancelled_count,

@@ -6,6 +6,6 @@ select
     {{ as_of() }} as as_of,
     count(*) as customers,
     count(*) filter (where valid_from = {{ as_of() }}) as changed,
-    current_timestamp as built_at
+    {{ dbt.current_timestamp() }} as built_at
 from {{ ref('customer_features_history') }}
 where valid_from <= {{ as_of() }} and (valid_to is null or valid_to > {{ as_of() }})

@@ -1,0 +1,77 @@
+"""The Spark engine's plumbing (ACRM_ENGINE=spark, docs/spark.md): the session, and SQL results as Arrow.
+
+One place knows the session's settings, so that dbt-spark's `session` method (which opens the session
+through `SparkSession.builder`, in the same process when dbt runs in-process) and the segment engine read
+the same warehouse and metastore with the same SQL semantics:
+
+- UTC session time and TIMESTAMP_NTZ timestamps: DuckDB's TIMESTAMP has no time zone, and a wall-clock
+  time must compare the same on both engines;
+- ANSI mode off, as dbt-spark sets it for its own statements;
+- the Hive metastore (Derby, one JVM at a time) and the warehouse under ACRM_SPARK_DIR.
+
+pyspark is imported only here, and only when the engine is Spark: DuckDB users never start a JVM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from acrm_pipelines.settings import Settings
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The Spark configuration the project runs with (also dbt-spark's `server_side_parameters`)."""
+    warehouse = settings.spark_dir / "warehouse"
+    metastore = f"jdbc:derby:;databaseName={settings.spark_dir / 'metastore_db'};create=true"
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "acrm",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.executor.memory": settings.spark_executor_memory,
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.spark_dir}",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.timestampType": "TIMESTAMP_NTZ",
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+
+
+def session(settings: Settings) -> SparkSession:
+    """The process's Spark session with the project's configuration (created on first use)."""
+    from pyspark.sql import SparkSession
+
+    settings.spark_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    # pyspark logs every failed statement as JSON on stderr, also those its caller handles (dbt-spark probes
+    # relations that may not exist): the caller reports what matters.
+    from pyspark.logger import PySparkLogger
+
+    PySparkLogger.getLogger("SQLQueryContextLogger").disabled = True
+    return spark
+
+
+def arrow(spark: SparkSession, sql: str) -> pa.Table:
+    """A query's rows as an Arrow table (Spark 4's toArrow: no pandas on the way)."""
+    return spark.sql(sql).toArrow()
+
+
+def warehouse_path(settings: Settings) -> Path:
+    return settings.spark_dir / "warehouse"
