@@ -332,6 +332,68 @@ def _tick_time(args: argparse.Namespace):
     return cutoff(_as_of(args.as_of))
 
 
+def _spark_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the features for a day on Spark from the loaded raw tables and evaluate every segment there; with
+    --compare, also on DuckDB's features of that day, and report every segment whose members or arms differ."""
+    import duckdb
+
+    from acrm_pipelines import spark as engine
+    from acrm_pipelines.features.history import features_on
+    from acrm_pipelines.features.spark_build import build_on_spark, compare_features
+    from acrm_pipelines.segments.evaluate import evaluate
+    from acrm_pipelines.segments.evaluate_spark import evaluate_spark
+
+    as_of = _as_of(args.as_of)
+    segments = _segments(settings)
+    started = time.monotonic()
+    session = engine.session(settings, verbose=args.verbose)
+    build = build_on_spark(settings, session, as_of, verbose=args.verbose)
+    built = time.monotonic() - started
+    rows = sum(build.rows.values())
+    print(f"Spark ({settings.spark_master}): {rows:,} raw rows published, features built as of {as_of}")
+    print(f"  in {built:.1f} s (warehouse {settings.spark_dir / 'warehouse'})")
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        t = time.monotonic()
+        spark = evaluate_spark(session, con, segments, as_of)
+        print(f"{len(segments.order)} segments evaluated on Spark in {time.monotonic() - t:.1f} s")
+        duck = None
+        failed_features = False
+        if args.compare:
+            features = features_on(con, as_of, exact=True)
+            relation = ".".join(features.relation)
+            problems = compare_features(
+                con.sql(f"SELECT * FROM {relation} ORDER BY customer_id").to_arrow_table(),
+                session.sql("SELECT * FROM marts.customer_features ORDER BY customer_id").toArrow(),
+            )
+            columns = len(session.table("marts.customer_features").columns)
+            print(f"features: {'equal' if not problems else 'DIFFERENT'} to DuckDB's of {as_of} ({columns} columns)")
+            for name, problem in problems.items():
+                print(f"  {name}: {problem}")
+            failed_features = bool(problems)
+            duck = evaluate(con, segments, as_of, features=features.relation)
+    print(f"\n{'segment':<32}{'members':>10}" + (f"{'DuckDB':>10}  same" if duck else ""))
+    different: list[str] = []
+    for key in segments.order:
+        if key in spark.failed:
+            print(f"{key:<32}{'failed':>10}  {spark.failed[key]}")
+            different.append(key)
+            continue
+        line = f"{key:<32}{spark.size(key):>10,}"
+        if duck is not None:
+            same = (
+                key not in duck.failed and duck.members(key) == spark.members(key) and duck.arms(key) == spark.arms(key)
+            )
+            line += f"{duck.size(key) if key not in duck.failed else 'failed':>10}  {'yes' if same else 'NO'}"
+            if not same:
+                different.append(key)
+        print(line)
+    if duck is not None:
+        print(
+            f"\n{len(segments.order) - len(different)} of {len(segments.order)} segments have the same members and arms"
+        )
+    return 1 if different or failed_features else 0
+
+
 def _journeys_plan(args: argparse.Namespace, settings: Settings) -> int:
     """What a tick would do, sending and writing nothing: per journey the counts, then the sends."""
     from acrm_pipelines.journeys import run
@@ -450,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--fail-on-error", action="store_true", help="exit 1 when a latest run failed")
     status.set_defaults(handler=_exports_status)
 
+    spark = sub.add_parser("spark", help="the Spark engine (docs/spark.md): features and segments on Spark")
+    spark_sub = spark.add_subparsers(dest="spark_command", required=True)
+    spark_run = spark_sub.add_parser(
+        "run", help="publish the loaded raw tables, build the features on Spark and evaluate every segment there"
+    )
+    spark_run.add_argument("--as-of", required=True, help="YYYY-MM-DD")
+    spark_run.add_argument("--compare", action="store_true", help="also evaluate on DuckDB and compare every segment")
+    spark_run.set_defaults(handler=_spark_run)
+
     journeys = sub.add_parser("journeys", help="journeys: what a tick would do, where customers are")
     journeys_sub = journeys.add_subparsers(dest="journeys_command", required=True)
     plan = journeys_sub.add_parser("plan", help="what a tick would do, sending and writing nothing")
@@ -486,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import duckdb
 
         from acrm_pipelines.automation.runner import RunFailed
+        from acrm_pipelines.features.spark_build import SparkBuildFailed
         from acrm_pipelines.ingest.loader import LoadError
         from acrm_pipelines.yaml_specs import DefinitionErrors
 
@@ -493,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(str(err), file=sys.stderr)
             print(f"acrm {args.command}: {len(err.errors)} error(s)", file=sys.stderr)
             return 1
-        if isinstance(err, RunFailed | LoadError | ValueError | LookupError | FileNotFoundError | duckdb.Error):
+        if isinstance(
+            err, RunFailed | LoadError | SparkBuildFailed | ValueError | LookupError | FileNotFoundError | duckdb.Error
+        ):
             print(f"acrm {args.command}: {err}", file=sys.stderr)
             return 1
         raise

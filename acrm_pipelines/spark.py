@@ -49,12 +49,21 @@ def session_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def session(settings: Settings) -> SparkSession:
-    """The process's Spark session with the project's configuration (created on first use)."""
+def session(settings: Settings, *, verbose: bool = False) -> SparkSession:
+    """The process's Spark session with the project's configuration (created on first use). The JVM's own
+    output (its start-up warnings, Spark's log) goes to ACRM_SPARK_DIR/spark.log unless `verbose`."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     settings.spark_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local session needs no other interface
+    if SparkContext._gateway is None and not verbose:
+        conf = SparkConf(loadDefaults=False).setAll(list(session_conf(settings).items()))
+        with open(settings.spark_dir / "spark.log", "ab") as log:  # the JVM keeps its own handle
+            SparkContext._gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        SparkContext._jvm = SparkContext._gateway.jvm
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)

@@ -23,8 +23,9 @@ def table(schema: str, name: str) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    # fetchall, not fetchone: DuckDB refuses con.sql() while a result of execute() is not read to its end.
     return bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )

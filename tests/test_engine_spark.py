@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 
 from acrm_pipelines.segments.catalogue import load_catalogue
 from acrm_pipelines.segments.validate import load_segments
-from acrm_pipelines.settings import DBT_PROJECT_DIR, REPO_ROOT
+from acrm_pipelines.settings import REPO_ROOT
 from tests.cases.demo import DEMO_END
 from tests.cases.segment_strategies import segment_set, value_pools
 from tests.reference.segments import read_marts
@@ -64,23 +64,14 @@ def base(tmp_path_factory, make_settings):
 @pytest.fixture(scope="module", params=AS_OF_DATES, ids=str)
 def day(request, base, run_pipeline):
     """The pipeline on DuckDB for the date, then the same dbt models built on Spark for it."""
-    from dbt.cli.main import dbtRunner
-
-    from acrm_pipelines.ingest.to_spark import publish_raw
+    from acrm_pipelines.features.spark_build import build_on_spark
 
     settings, session = base
     as_of: date = request.param
     run_pipeline(settings, as_of.isoformat())
+    build = build_on_spark(settings, session, as_of)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        publish_raw(con, session, settings.spark_dir)
-    args = ["build", "--target", "spark", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    args += ["--target-path", str(settings.spark_dir / "dbt_target"), "--vars", f"{{as_of: '{as_of}'}}"]
-    args += ["--exclude", "path:models/analytics", "--quiet"]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ACRM_SPARK_DIR", str(settings.spark_dir))
-        result = dbtRunner().invoke(args)
-    failures = [f"{r.node.unique_id}: {r.message}" for r in result.result or [] if r.status not in ("success", "pass")]
-    assert result.success, f"dbt build on Spark as of {as_of} failed: {result.exception or failures}"
+        assert build.rows["orders"] == con.execute("SELECT count(*) FROM raw.orders").fetchone()[0] > 1000
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
     yield {"as_of": as_of, "settings": settings, "spark": session, "con": con}
     con.close()
@@ -182,3 +173,55 @@ def test_random_definitions_have_the_same_members_and_arms(day, tmp_path_factory
 
     check()
     assert len(compared) == EXAMPLES and sum(compared) > 0
+
+
+def test_acrm_spark_run_compares_every_segment_with_the_recorded_memberships(day, capsys) -> None:
+    """`acrm spark run --as-of D --compare` on the module's files (in this process, so on its session): the
+    members it prints per segment are those the DuckDB pipeline recorded for the day."""
+    from acrm_pipelines.cli import main
+    from acrm_pipelines.segments.members import members_at
+    from acrm_pipelines.segments.validate import load_segment_set
+
+    if day["as_of"] != AS_OF_DATES[-1]:
+        pytest.skip("once, on the last date")
+    settings = day["settings"]
+    env = {
+        "ACRM_LANDING_DIR": settings.landing_dir,
+        "ACRM_DUCKDB_PATH": settings.duckdb_path,
+        "ACRM_SEGMENTS_DIR": settings.segments_dir,
+        "ACRM_EXPORTS_DIR": settings.exports_dir,
+        "ACRM_JOURNEYS_DIR": settings.journeys_dir,
+        "ACRM_SPARK_DIR": settings.spark_dir,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, str(value))
+        code = main(["spark", "run", "--as-of", day["as_of"].isoformat(), "--compare"])
+    out = capsys.readouterr().out
+    segset = load_segment_set(settings)
+    printed = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] in segset.order:
+            printed[parts[0]] = (int(parts[1].replace(",", "")), parts[3])
+    # The pipeline re-evaluates active dynamic segments only (static ones keep their first members, inactive
+    # ones their last); the command evaluates every definition as written.
+    live = [
+        k for k in segset.order if all(segset[r].active and segset[r].type == "dynamic" for r in segset.closure([k]))
+    ]
+    assert len(live) >= 12
+    recorded = {key: len(members_at(day["con"], key, day["as_of"])) for key in live}
+    assert {k: n for k, (n, _) in printed.items() if k in live} == recorded
+    assert set(printed) == set(segset.order)
+    assert {same for _, same in printed.values()} == {"yes"}
+    assert f"{len(segset.order)} of {len(segset.order)} segments have the same members and arms" in out
+    assert f"features: equal to DuckDB's of {day['as_of']}" in out
+    assert code == 0
+
+
+def test_the_dagster_pipeline_refuses_spark_rather_than_running_on_duckdb(base) -> None:
+    from acrm_pipelines.definitions import build_definitions
+
+    settings, _ = base
+    with pytest.raises(ValueError, match=r"ACRM_ENGINE=spark: .*acrm spark run --as-of DATE"):
+        build_definitions(dataclasses.replace(settings, engine="spark"))

@@ -53,7 +53,7 @@ def current_day(con: duckdb.DuckDBPyConnection) -> date | None:
     """The day `marts.customer_features` is for (None before the first build)."""
     if not table_exists(con, *CURRENT):
         return None
-    return con.execute("SELECT max(as_of) FROM marts.customer_features").fetchone()[0]
+    return con.execute("SELECT max(as_of) FROM marts.customer_features").fetchall()[0][0]  # read to its end
 
 
 def day_to_read(con: duckdb.DuckDBPyConnection, day: date, *, exact: bool = False) -> date:

@@ -29,7 +29,7 @@ from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.atoms import Atoms, Plan
 from acrm_pipelines.segments.catalogue import Catalogue, kind_of
 from acrm_pipelines.segments.columns import aggregate_columns, build_rows, drop_rows, rows_column
-from acrm_pipelines.segments.compile import FEATURES, WIDE, Compiler, Target, bucket, field_arm
+from acrm_pipelines.segments.compile import FEATURES, WIDE, CompileError, Compiler, Target, bucket, field_arm
 from acrm_pipelines.segments.validate import SegmentSet
 
 
@@ -123,8 +123,10 @@ def plan_segments(
     keys: Sequence[str] | None,
     fixed: dict[str, Fixed],
     con: duckdb.DuckDBPyConnection | None = None,
+    target: Target | None = None,
 ) -> Planned:
-    """Plan `keys` (default: all) and the segments they are built from: every leaf once, every feature read."""
+    """Plan `keys` (default: all) and the segments they are built from: every leaf once, every feature read.
+    With another engine's `target`, a by_field split it cannot name the same way fails its segment."""
     order = segments.closure(list(keys) if keys is not None else segments.order)
     comp = Compiler(catalogue, as_of)
     atoms = Atoms(con, catalogue, comp)
@@ -143,6 +145,11 @@ def plan_segments(
             failed[key] = f"{type(err).__name__}: {err}"
         if key not in fixed and seg.split is not None and seg.split.by_field:
             comp.features.add(seg.split.by_field)
+            if target is not None:
+                try:
+                    field_arm(key, seg.split.by_field, catalogue, target)
+                except CompileError as err:
+                    failed[key] = str(err)
     missing = frozenset(comp.features - set(catalogue.columns))
     unknown = sorted(m for m in missing if not m.startswith("custom_"))
     if unknown:

@@ -63,7 +63,8 @@ def evaluate_spark(
     fixed = fixed or {}
     types = spark_feature_types(spark)
     catalogue = Catalogue({name: kind_of(t) for name, t in types.items()}, custom_known=False)
-    planned = plan_segments(segments, catalogue, as_of, keys, fixed)
+    target = Target("spark", types)
+    planned = plan_segments(segments, catalogue, as_of, keys, fixed, target=target)
     comp, atoms = planned.comp, planned.atoms
     select = wide_select(comp.features, comp.aggregates, as_of, planned.missing).transform(filters_as_case)
     spark.sql(f"CACHE TABLE {WIDE_VIEW} AS {select.sql('spark')}")
@@ -88,7 +89,7 @@ def evaluate_spark(
         def column(expression: exp.Expression) -> np.ndarray:
             return _columns(spark, [expression])["p0"].to_numpy(zero_copy_only=False)[order]
 
-        wide = Wide(column, catalogue, Target("spark", types))
+        wide = Wide(column, catalogue, target)
         compose_all(result, segments, planned.order, fixed, rule_bits, wide)
         result.timings["compose_s"] = time.perf_counter() - t
     finally:
@@ -116,7 +117,7 @@ def _history_order(con: duckdb.DuckDBPyConnection, ids: pa.Array) -> tuple[np.nd
         by_id = np.argsort(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
         return by_id.astype(np.int64), np.full(len(ids), -1, dtype=np.int64)
     rows = pa.table({"pos": pa.array(np.arange(len(ids), dtype=np.int64)), KEY: ids})
-    cur = con.cursor()  # the caller's connection may hold an unfinished result
+    cur = con.cursor()  # a connection of its own for the registered ids
     cur.register("_acrm_spark_ids", rows)
     try:
         ordered = cur.sql(
