@@ -338,7 +338,7 @@ def _spark_run(args: argparse.Namespace, settings: Settings) -> int:
     import duckdb
 
     from acrm_pipelines import spark as engine
-    from acrm_pipelines.features.history import features_on
+    from acrm_pipelines.features.history import current_day, features_on
     from acrm_pipelines.features.spark_build import build_on_spark, compare_features
     from acrm_pipelines.segments.evaluate import evaluate
     from acrm_pipelines.segments.evaluate_spark import evaluate_spark
@@ -359,6 +359,11 @@ def _spark_run(args: argparse.Namespace, settings: Settings) -> int:
         duck = None
         failed_features = False
         if args.compare:
+            if current_day(con) != as_of:  # the fact views are cut at the day last built, like the features
+                raise ValueError(
+                    f"--compare needs DuckDB's features of {as_of} as the current ones (they are of "
+                    f"{current_day(con)}, and its fact views are cut there): run `acrm run --as-of {as_of}` first"
+                )
             features = features_on(con, as_of, exact=True)
             relation = ".".join(features.relation)
             problems = compare_features(

@@ -23,6 +23,7 @@ import dataclasses
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from datetime import date
@@ -60,8 +61,6 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="12g")
     args = parser.parse_args()
 
-    from dbt.cli.main import dbtRunner
-
     from acrm_pipelines import spark as engine
     from acrm_pipelines.features.spark_build import NOT_ON_SPARK, build_on_spark
     from acrm_pipelines.segments.catalogue import load_catalogue
@@ -86,13 +85,13 @@ def main() -> None:
     (out / "segments" / "generated.yaml").write_text(yaml.safe_dump_all(generated, sort_keys=False))
     times: dict[str, float] = {}
 
-    os.environ["ACRM_DUCKDB_PATH"] = str(db)
+    # DuckDB's dbt in a process of its own, as the pipeline runs it (dbt-duckdb keeps its connection open).
     t = time.perf_counter()
-    dbt_args = ["build", "--target", "duckdb", "--project-dir", str(DBT_PROJECT_DIR)]
-    dbt_args += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(out / "dbt_duckdb"), "--quiet"]
+    dbt_args = [str(Path(sys.executable).parent / "dbt"), "build", "--target", "duckdb"]
+    dbt_args += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    dbt_args += ["--target-path", str(out / "dbt_duckdb"), "--quiet"]
     dbt_args += ["--vars", f"{{as_of: '{args.as_of}'}}", "--exclude", *NOT_ON_SPARK]
-    result = dbtRunner().invoke(dbt_args)
-    assert result.success, result.exception
+    subprocess.run(dbt_args, check=True, env={**os.environ, "ACRM_DUCKDB_PATH": str(db), "ACRM_ENGINE": "duckdb"})
     times["duckdb dbt build"] = time.perf_counter() - t
 
     import duckdb
