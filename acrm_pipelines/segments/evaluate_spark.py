@@ -45,10 +45,6 @@ def spark_feature_types(spark: SparkSession) -> dict[str, str]:
     return dict(spark.table(f"{FEATURES[0]}.{FEATURES[1]}").dtypes)
 
 
-def spark_catalogue(spark: SparkSession) -> Catalogue:
-    return Catalogue({name: kind_of(t) for name, t in spark_feature_types(spark).items()}, custom_known=False)
-
-
 def evaluate_spark(
     spark: SparkSession,
     con: duckdb.DuckDBPyConnection,
