@@ -11,13 +11,6 @@ from acrm_pipelines.wiring.load import loading
 
 
 def build_definitions(settings: Settings) -> Definitions:
-    if settings.engine != "duckdb":
-        # Not silently DuckDB: the nightly graph does not run on Spark yet (docs/spark.md says what does).
-        raise ValueError(
-            f"ACRM_ENGINE={settings.engine}: the Dagster pipeline (acrm run, acrm backfill, the UI and its "
-            "schedules) runs on DuckDB only for now; `acrm spark run --as-of DATE` builds the features and "
-            "evaluates the segments on Spark (docs/spark.md)"
-        )
     # Invalid segment or export files stop loading here, with every error's file, line and field.
     with loading(settings):
         return load_from_defs_folder(project_root=REPO_ROOT)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 def session_conf(settings: Settings) -> dict[str, str]:
     """The Spark configuration the project runs with (also dbt-spark's `server_side_parameters`)."""
-    warehouse = settings.spark_dir / "warehouse"
+    warehouse = warehouse_path(settings)
     metastore = f"jdbc:derby:;databaseName={settings.spark_dir / 'metastore_db'};create=true"
     return {
         "spark.master": settings.spark_master,
@@ -46,6 +46,20 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+
+
+def spark_env(settings: Settings) -> dict[str, str]:
+    """The ACRM_* variables a child process (dbt's profile, `acrm-dbt`, the segment child) reads to open the
+    same session on the same files as `settings` say."""
+    return {
+        "ACRM_ENGINE": "spark",
+        "ACRM_DUCKDB_PATH": str(settings.duckdb_path),
+        "ACRM_SPARK_DIR": str(settings.spark_dir),
+        "ACRM_SPARK_MASTER": settings.spark_master,
+        "ACRM_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "ACRM_SPARK_EXECUTOR_MEMORY": settings.spark_executor_memory,
+        "ACRM_SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
     }
 
 

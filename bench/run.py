@@ -1,7 +1,8 @@
 """Benchmark: the path users run — `acrm run` through Dagster — for a first day, a nightly day and a backfill.
 
     .venv/bin/python bench/run.py --customers 1000000 --segments 1000 --exports 20 \
-        [--years 6] [--backfill-days 30] [--skip-pandas] [--baseline-repo DIR] [--work DIR]
+        [--years 6] [--backfill-days 30] [--skip-pandas] [--baseline-repo DIR] [--work DIR] \
+        [--engine spark [--spark-driver-memory 12g]]
 
 Writes demo data (Parquet) up to the nightly date, moves that date's rows (customers registered that
 day, their orders and lines, events, messages, bonus rows) into one new part file per table, and
@@ -17,17 +18,21 @@ segments, exports), `other_s`: what no step accounts for (starting Python, loadi
 run start and end, the events between steps), and the run's peak resident memory. The features step is
 compared with a plain-pandas computation of the same features (tests/reference/features.py) in the same
 run, in its own process. With `--baseline-repo` (another checkout, e.g. a git worktree of an earlier
-commit with `dbt parse` run in its dbt_project) the same data goes through it too.
+commit with `dbt parse` run in its dbt_project) the same data goes through it too. With `--engine spark`
+the same runs follow with ACRM_ENGINE=spark (a local session, `local[2]`; docs/spark.md), beside DuckDB's
+in the same table; the peak memory then counts the JVMs of the run's child processes too.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -120,19 +125,50 @@ def python(repo: Path) -> str:
     return str(own) if own.exists() else sys.executable
 
 
+def _tree_rss_mb(root: int) -> float:
+    """The resident memory of `root` and all its descendants, now (MB)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            rss[pid] = int((stat.parent / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / 2**20
+
+
 def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
-    """Run `cmd`; its wall seconds, its peak resident MB (the process and the children it waited for), stdout."""
+    """Run `cmd`; its wall seconds, its peak resident MB (the whole process tree, sampled every half
+    second: a JVM that dbt-spark starts is a grandchild no wait reports), stdout."""
     started = time.perf_counter()
+    peak = [0.0]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd[-4:])} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+    return wall, max(peak[0], usage.ru_maxrss / 1024), stdout
 
 
 def step_seconds(repo: Path, home: Path, runs: int) -> list[dict[str, float]]:
@@ -152,10 +188,14 @@ class Bench:
     def __init__(self, work: Path, landing: Path, new: Path, args: argparse.Namespace):
         self.work, self.landing, self.new, self.args = work, landing, new, args
         self.rows: list[dict] = []
+        self.outcomes: dict[str, tuple[list, dict[str, str]]] = {}  # per label: evaluations, export file digests
 
-    def env(self, repo: Path, home: Path) -> dict:
+    def env(self, repo: Path, home: Path, engine: str) -> dict:
         return {
             **os.environ,
+            "ACRM_ENGINE": engine,
+            "ACRM_SPARK_DIR": str(self.work / "spark"),
+            "ACRM_SPARK_DRIVER_MEMORY": self.args.spark_driver_memory,
             "PYTHONPATH": str(repo),
             "DAGSTER_HOME": str(home),
             "ACRM_LANDING_DIR": str(self.landing),
@@ -167,7 +207,8 @@ class Bench:
             "ACRM_START_DATE": "2024-01-01",
         }
 
-    def run(self, label: str, repo: Path) -> None:
+    def run(self, label: str, repo: Path, engine: str = "duckdb") -> None:
+        shutil.rmtree(self.work / "spark", ignore_errors=True)
         for leftover in self.work.glob("acrm.duckdb*"):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         shutil.rmtree(self.work / "outbox", ignore_errors=True)
@@ -177,7 +218,7 @@ class Bench:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
-        env = self.env(repo, home)
+        env = self.env(repo, home, engine)
         acrm = [python(repo), "-m", "acrm_pipelines.cli"]
         plan = [("first day", FIRST, ["run", "--as-of", FIRST.isoformat()])]
         plan.append(("nightly", NIGHT, ["run", "--as-of", NIGHT.isoformat()]))
@@ -208,8 +249,38 @@ class Bench:
                 "  " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                 flush=True,
             )
-            if day == NIGHT and label == "this" and not self.args.skip_pandas:
+            if day == NIGHT:
+                self.outcomes[label] = self.outcome()
+            if day == NIGHT and label == "this" and engine == "duckdb" and not self.args.skip_pandas:
                 self.pandas_features(repo, env)
+
+    def outcome(self) -> tuple[list, dict[str, str]]:
+        """What the runs decided and sent: each segment's size, entered and exited per day, and a digest of
+        every export file (the same on both engines when they agree)."""
+        with duckdb.connect(str(self.work / "acrm.duckdb"), read_only=True) as con:
+            evaluations = con.execute(
+                "SELECT as_of, segment_key, size, entered, exited FROM segments.evaluations ORDER BY 1, 2"
+            ).fetchall()
+        outbox = self.work / "outbox"
+        digests = {
+            str(f.relative_to(outbox)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(outbox.rglob("*"))
+            if f.is_file()
+        }
+        return evaluations, digests
+
+    def agreement(self) -> str:
+        """How the other runs compare with the first one's outcome."""
+        (first, (evaluations, digests)), *others = self.outcomes.items()
+        lines = []
+        for label, (theirs, their_digests) in others:
+            same = sum(a == b for a, b in zip(evaluations, theirs, strict=False))
+            files = sum(their_digests.get(name) == digest for name, digest in digests.items())
+            lines.append(
+                f"{label} against {first}: {same:,} of {len(evaluations):,} segment evaluations (size, entered, "
+                f"exited) and {files} of {len(digests)} export files the same"
+            )
+        return "\n".join(lines)
 
     def pandas_features(self, repo: Path, env: dict) -> None:
         code = (
@@ -247,6 +318,8 @@ def main() -> None:
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the pandas features baseline")
     parser.add_argument("--baseline-repo", type=Path, help="another checkout to run on the same data")
     parser.add_argument("--work", type=Path, help="work folder (kept; default: a temporary one, removed)")
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb", help="spark: also on Spark")
+    parser.add_argument("--spark-driver-memory", default="12g", help="the local Spark session's (with --engine spark)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="acrm-bench-run-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -274,11 +347,15 @@ def main() -> None:
             [("baseline", args.baseline_repo.resolve())] if args.baseline_repo else []
         ):
             bench.run(label, repo)
+        if args.engine == "spark":
+            bench.run("this-spark", ROOT, engine="spark")
         print(
             f"\ncustomers={args.customers:,} orders={summary['tables']['orders']:,} segments={args.segments:,} "
             f"exports={args.exports}\n"
         )
         print(bench.table())
+        if len(bench.outcomes) > 1:
+            print("\n" + bench.agreement())
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -50,7 +50,7 @@ def base(tmp_path_factory, make_settings):
     landing = tmp / "landing"
     generate(landing, customers=400, seed=11, fmt="csv", end_date=DEMO_END)
     settings = dataclasses.replace(
-        make_settings(tmp, landing),
+        make_settings(tmp, landing, with_exports=True),
         segments_dir=REPO_ROOT / "segments",
         spark_dir=tmp / "spark",
         spark_driver_memory="1g",
@@ -68,12 +68,12 @@ def day(request, base, run_pipeline):
 
     settings, session = base
     as_of: date = request.param
-    run_pipeline(settings, as_of.isoformat())
+    summary = run_pipeline(settings, as_of.isoformat())
     build = build_on_spark(settings, session, as_of)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         assert build.rows["orders"] == con.execute("SELECT count(*) FROM raw.orders").fetchone()[0] > 1000
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
-    yield {"as_of": as_of, "settings": settings, "spark": session, "con": con}
+    yield {"as_of": as_of, "settings": settings, "spark": session, "con": con, "summary": summary}
     con.close()
 
 
@@ -219,9 +219,70 @@ def test_acrm_spark_run_compares_every_segment_with_the_recorded_memberships(day
     assert code == 0
 
 
-def test_the_dagster_pipeline_refuses_spark_rather_than_running_on_duckdb(base) -> None:
-    from acrm_pipelines.definitions import build_definitions
-
+@pytest.fixture(scope="module")
+def on_spark(base, run_pipeline, tmp_path_factory):
+    """The whole daily job (`acrm run`) with ACRM_ENGINE=spark for the first date, on files of its own: the
+    same landing folder, its own DuckDB file, outbox and Spark folder (a metastore of its own: the
+    module's session holds the other)."""
     settings, _ = base
-    with pytest.raises(ValueError, match=r"ACRM_ENGINE=spark: .*acrm spark run --as-of DATE"):
-        build_definitions(dataclasses.replace(settings, engine="spark"))
+    tmp = tmp_path_factory.mktemp("on_spark")
+    spark_settings = dataclasses.replace(
+        settings, engine="spark", duckdb_path=tmp / "acrm.duckdb", outbox_dir=tmp / "outbox", spark_dir=tmp / "spark"
+    )
+    summary = run_pipeline(spark_settings, AS_OF_DATES[0].isoformat())
+    return spark_settings, summary
+
+
+def _counts(exports: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """The whole-number metadata of each export's materialization (sent, suppressed, …): not its location
+    or time."""
+    return {key: {k: v for k, v in m.items() if type(v) is int} for key, m in exports.items()}
+
+
+def _outbox(folder: Path) -> dict[str, list[dict]]:
+    """Every file the exports wrote, by path under the outbox, as rows (promo codes are drawn at random:
+    their codes are left out, the customers they went to stay)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+        files[str(path.relative_to(folder))] = table.drop_columns([c for c in ("code",) if c in table.column_names])
+    return files
+
+
+def test_the_dagster_run_on_spark_records_and_sends_what_duckdb_does(day, on_spark) -> None:
+    """`acrm run` on Spark (features by dbt-spark, segments by Spark SQL, each in a child process) loads,
+    checks, records and sends the same as on DuckDB: the run summary, each segment's members and arms in the
+    history, the features the exports read, and every export file."""
+    from acrm_pipelines.segments.members import members_at
+
+    if day["as_of"] != AS_OF_DATES[0]:
+        pytest.skip("the first date: both files then hold one run each")
+    spark_settings, spark = on_spark
+    duck = day["summary"]
+    assert spark.loaded == duck.loaded and spark.quarantined == duck.quarantined
+    assert sum(duck.quarantined.values()) > 0, "the fixture's bad rows are quarantined on both"
+    assert spark.customers_featured == duck.customers_featured > 300
+    assert spark.checks_failed == duck.checks_failed
+    assert spark.segments_failed == duck.segments_failed == {}
+    assert spark.segments == duck.segments and len(duck.segments) >= 12
+    assert _counts(spark.exports) == _counts(duck.exports)
+    assert len(duck.exports) >= 7 and sum(sum(c.values()) for c in _counts(duck.exports).values()) > 50
+    # Spark did the work: its warehouse holds the marts, the DuckDB file only the views and what was taken back.
+    assert list((spark_settings.spark_dir / "warehouse" / "marts.db" / "customer_features").glob("*.parquet"))
+    built_by_dbt = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'intermediate'"
+    assert day["con"].execute(built_by_dbt).fetchall()[0][0] > 0
+    features = "SELECT * FROM marts.customer_features ORDER BY customer_id"
+    with duckdb.connect(str(spark_settings.duckdb_path), read_only=True) as con:
+        assert con.execute(built_by_dbt).fetchall()[0][0] == 0
+        assert con.sql(features).to_arrow_table().equals(day["con"].sql(features).to_arrow_table())
+        for key in duck.segments:
+            assert members_at(con, key, day["as_of"]) == members_at(day["con"], key, day["as_of"]), key
+    duck_files, spark_files = _outbox(day["settings"].outbox_dir), _outbox(spark_settings.outbox_dir)
+    assert set(spark_files) == set(duck_files) and len(duck_files) >= 7
+    assert sum(t.num_rows for t in duck_files.values()) > 50
+    for name, table in duck_files.items():
+        assert spark_files[name].schema == table.schema, name
+        assert spark_files[name].to_pylist() == table.to_pylist(), name

@@ -2,6 +2,8 @@
 
 What it adds to a daily dbt component (components/dbt.py): each `dbt build` is incremental when the stored
 features allow it (features/incremental.py), and is recorded only when dbt ran every staging test in it.
+With ACRM_ENGINE=spark the same build runs on Spark (`acrm-dbt` hands the raw tables over first), always in
+full, and the features are then taken back into the DuckDB file (docs/spark.md).
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
@@ -20,6 +22,9 @@ from dagster_duckdb import DuckDBResource
 from acrm_pipelines.components.dbt import Built, DailyDbtComponent
 from acrm_pipelines.features import incremental
 from acrm_pipelines.features.dbt import FEATURES_MODEL, STAGING, dbt_build_args, dbt_environment, prune_targets
+from acrm_pipelines.features.spark_build import duckdb_views, take_features
+from acrm_pipelines.settings import Settings
+from acrm_pipelines.spark import spark_env
 from acrm_pipelines.terminal import routed
 
 FEATURES_KEY = AssetKey(FEATURES_MODEL)
@@ -53,7 +58,8 @@ class FeaturesComponent(DailyDbtComponent):
     def build_partition(
         self, context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource, built: Built
     ) -> Iterator:
-        yield from build_partition(context, dbt, duckdb, checks_of(built.assets_def, built.project.manifest_path))
+        checks = checks_of(built.assets_def, built.project.manifest_path)
+        yield from build_partition(context, dbt, duckdb, checks, built.load.settings)
 
 
 def build_partition(
@@ -61,14 +67,20 @@ def build_partition(
     dbt: DbtCliResource,
     duckdb: DuckDBResource,
     checks: Checks,
+    settings: Settings,
 ) -> Iterator:
     as_of = date.fromisoformat(context.partition_key)
-    # Incremental only when this run builds the affected customers and the features together.
+    on_spark = settings.engine == "spark"
+    # Incremental only when this run builds the affected customers and the features together, on DuckDB.
     both = {AssetKey("int_customers_affected"), FEATURES_KEY} <= context.selected_asset_keys
-    with duckdb.get_connection() as con:
-        plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
+    if on_spark:  # every customer each day; the history model still adds only the day's changes
+        plan = incremental.Plan(as_of, reason="the Spark engine builds in full")
+    else:
+        with duckdb.get_connection() as con:
+            plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
     context.log.info(plan.describe())
-    with dbt_environment(duckdb.database):
+    # On Spark, `acrm-dbt` hands the raw tables over and runs dbt beside the session (features/dbt_child.py).
+    with dbt_environment(duckdb.database, spark_env(settings) if on_spark else None):
         invocation = dbt.cli(dbt_build_args(plan), context=context)
     how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
     evaluated: set[AssetCheckKey] = set()
@@ -92,6 +104,13 @@ def build_partition(
     if FEATURES_KEY in context.selected_asset_keys and not needed <= evaluated:
         context.log.info(
             f"features of {as_of} not recorded: the scoped tests did not all run, so the next build is a full one"
+        )
+    elif FEATURES_KEY in context.selected_asset_keys and on_spark:
+        with duckdb.get_connection() as con:
+            taken = take_features(con, settings)
+        duckdb_views(duckdb.database, as_of, settings.spark_dir / "dbt_duckdb_views")
+        context.log.info(
+            "features taken from Spark into the DuckDB file: " + ", ".join(f"{t} {n:,} rows" for t, n in taken.items())
         )
     elif FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
         with duckdb.get_connection() as con:

@@ -44,12 +44,14 @@ from dagster_duckdb import DuckDBResource
 from acrm_pipelines.components.specs import specs
 from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
-from acrm_pipelines.segments.compile import explain_sql
+from acrm_pipelines.segments.compile import FEATURES, explain_sql
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
 from acrm_pipelines.segments.history import ensure_tables, fixed_membership, record
 from acrm_pipelines.segments.members import evaluated_dates_of
+from acrm_pipelines.segments.spark_child import evaluate_on_spark
 from acrm_pipelines.segments.spec import AllGroup, AnyGroup, BehaviourCondition, NotGroup, Segment
 from acrm_pipelines.segments.validate import SegmentSet
+from acrm_pipelines.settings import Settings
 from acrm_pipelines.wiring.load import current
 from acrm_pipelines.wiring.partitions import DUCKDB_POOL, ONE_PARTITION_PER_RUN, daily_partitions
 
@@ -196,8 +198,11 @@ def _size_check_skipped(key: str, note: str) -> AssetCheckResult:
     return AssetCheckResult(asset_key=segment_key(key), check_name=SIZE_CHECK, passed=True, metadata={"note": note})
 
 
-def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[str] = ()):
-    """The multi-asset: `segment_set` and an asset key for each of `keyed` (see components/specs.py, keyed_segments)."""
+def build_segment_assets(segments: SegmentSet, settings: Settings, keyed: Sequence[str] = ()):
+    """The multi-asset: `segment_set` and an asset key for each of `keyed` (see components/specs.py, keyed_segments),
+    partitioned by day and evaluated by the settings' engine."""
+    partitions_def = daily_partitions(settings)
+    on_spark = settings.engine == "spark"
     if not len(segments):
         return None
     keyed_set = set(keyed)
@@ -243,7 +248,16 @@ def build_segment_assets(segments: SegmentSet, partitions_def, keyed: Sequence[s
             dates = evaluated_dates_of(con, needed)
             frozen = {k: day for k in needed if (day := _frozen(segments[k], dates[k], as_of)) is not None}
             fixed = {k: fixed_membership(con, k, day) if day != date.min else Fixed([]) for k, day in frozen.items()}
-            evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed, features=features.relation)
+            if not on_spark:
+                evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed, features=features.relation)
+        if on_spark:  # in a child with its own session, which reads the DuckDB file: let go of it until then
+            if features.relation != FEATURES:
+                raise Failure(
+                    f"on Spark, segments are evaluated on the features of the last build, not those of {as_of}: "
+                    f"materialize the features for {as_of} first"
+                )
+            evaluation = evaluate_on_spark(settings, segments, as_of, needed, fixed)
+        with duckdb.get_connection() as con:
             to_record = [k for k in selected if k not in fixed and k not in evaluation.failed]
             versions = {k: segments[k].version() for k in to_record}
             recorded = record(con, evaluation, to_record, versions)
@@ -343,5 +357,5 @@ class SegmentsComponent(dg.Component, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         found = specs()
-        assets = build_segment_assets(found.segments, daily_partitions(current().settings), found.keyed)
+        assets = build_segment_assets(found.segments, current().settings, found.keyed)
         return dg.Definitions(assets=[assets] if assets else [])

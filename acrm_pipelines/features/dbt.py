@@ -1,6 +1,7 @@
 """How a partition's `dbt build` is invoked: its arguments, its environment, the `acrm-dbt` executable, and
 the per-build target folders it leaves (the Dagster side: components/features.py)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,15 +38,8 @@ def dbt_executable() -> str:
 
 
 @contextmanager
-def dbt_environment(database: str) -> Iterator[None]:
-    """The variables dbt reads, set while dagster-dbt starts it (it copies os.environ then), and put back."""
-    values = {
-        # profiles.yml reads the DuckDB file from this variable.
-        "ACRM_DUCKDB_PATH": database,
-        # A job with some of the models (a refresh) runs only the tests whose every parent it builds: with dbt's
-        # default (eager), a relationships test on fct_orders ran against a table that job never built.
-        "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION") or "cautious",
-    }
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in os.environ while the block runs (dbt reads them when it starts), then put back."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -56,6 +50,23 @@ def dbt_environment(database: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def dbt_environment(database: str, engine: dict[str, str] | None = None) -> contextlib.AbstractContextManager[None]:
+    """The variables dbt reads, set while dagster-dbt starts it (it copies os.environ then), and put back.
+    dbt runs on DuckDB unless `engine` holds another engine's variables (spark.spark_env)."""
+    return environment(
+        {
+            # profiles.yml reads the DuckDB file from this variable, and its target from ACRM_ENGINE: the
+            # analytics models run on DuckDB whichever engine built the features.
+            "ACRM_DUCKDB_PATH": database,
+            "ACRM_ENGINE": "duckdb",
+            # A job with some of the models (a refresh) runs only the tests whose every parent it builds: with
+            # dbt's default (eager), a relationships test on fct_orders ran against a table that job never built.
+            "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION") or "cautious",
+        }
+        | (engine or {})
+    )
 
 
 def prune_targets(

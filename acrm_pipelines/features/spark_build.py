@@ -4,22 +4,25 @@ this process's Spark session (a local Derby metastore admits one JVM at a time).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
+from acrm_pipelines.features.dbt import FEATURES_MODEL, dbt_executable, environment
 from acrm_pipelines.ingest.to_spark import publish_raw
 from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
+from acrm_pipelines.spark import spark_env, warehouse_path
+from acrm_pipelines.sql import lit, table_exists
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from pyspark.sql import SparkSession
 
 # Campaign analytics read DuckDB's delivery log, which Spark does not have (docs/spark.md).
@@ -51,7 +54,7 @@ def build_on_spark(settings: Settings, spark: SparkSession, as_of: date, *, verb
     args += ["--exclude", *NOT_ON_SPARK]
     if not verbose:
         args.append("--quiet")
-    with _profile_env(settings):
+    with environment(spark_env(settings)):
         result = dbtRunner().invoke(args)
     if not result.success:
         failed = [
@@ -62,25 +65,46 @@ def build_on_spark(settings: Settings, spark: SparkSession, as_of: date, *, verb
     return SparkBuild(rows, published - started, time.perf_counter() - published)
 
 
-@contextmanager
-def _profile_env(settings: Settings) -> Iterator[None]:
-    """The profile's `spark` output reads these (profiles.yml); the session is already this process's."""
-    values = {
-        "ACRM_SPARK_DIR": str(settings.spark_dir),
-        "ACRM_SPARK_MASTER": settings.spark_master,
-        "ACRM_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
-        "ACRM_SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
-    }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+# What DuckDB's readers (exports, journeys, `acrm preview`, the segment history's checks) need of a Spark build.
+TAKEN = (FEATURES_MODEL, "customer_features_history", "customer_features_dates")
+
+
+def take_features(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
+    """Spark's feature marts (TAKEN) into the DuckDB file's, in one transaction; returns the rows of each.
+
+    The DuckDB file stays the store of what was decided and sent (history, delivery log, ledger), so those
+    readers find the features there whichever engine computed them. DuckDB reads the Parquet files of
+    Spark's managed tables under the warehouse (a cluster's, on object storage, needs DuckDB's httpfs)."""
+    rows: dict[str, int] = {}
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    con.begin()
     try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
+        for name in TAKEN:
+            files = lit(str(warehouse_path(settings) / "marts.db" / name / "*.parquet"))
+            if table_exists(con, "marts", name):  # by column name into the declared types of DuckDB's build
+                con.execute(f"DELETE FROM marts.{name}")
+                con.execute(f"INSERT INTO marts.{name} BY NAME SELECT * FROM read_parquet({files})")
             else:
-                os.environ[key] = value
+                con.execute(f"CREATE TABLE marts.{name} AS SELECT * FROM read_parquet({files})")
+            rows[name] = con.execute(f"SELECT count(*) FROM marts.{name}").fetchone()[0]
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return rows
+
+
+def duckdb_views(database: str, as_of: date, target_path: Path) -> None:
+    """The project's views (staging, intermediate, the fact marts) on the DuckDB file, for `as_of`: what the
+    exports (frequency caps), journeys and analytics read beside the features taken from Spark. Views only:
+    seconds, whatever the data."""
+    args = [dbt_executable(), "run", "--quiet", "--select", "config.materialized:view", "--exclude", *NOT_ON_SPARK]
+    args += ["--vars", json.dumps({"as_of": as_of.isoformat()}), "--target-path", str(target_path)]
+    args += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    env = {**os.environ, "ACRM_ENGINE": "duckdb", "ACRM_DUCKDB_PATH": database}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SparkBuildFailed(f"the DuckDB views as of {as_of} failed: {(done.stdout + done.stderr).strip()[-2000:]}")
 
 
 def compare_features(duck: pa.Table, spark: pa.Table) -> dict[str, str]:
