@@ -15,6 +15,7 @@ pyspark is imported only here, and only when the engine is Spark: DuckDB users n
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,26 @@ def session(settings: Settings, *, verbose: bool = False) -> SparkSession:
 
     PySparkLogger.getLogger("SQLQueryContextLogger").disabled = True
     return spark
+
+
+def stop(spark: SparkSession) -> None:
+    """Stop the session and wait for its JVM to end, so that the next process can open the Derby metastore
+    (a child process's JVM would otherwise end some time after the child)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    spark.stop()
+    if gateway is not None:
+        gateway.shutdown()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:  # the JVM ends when its stdin closes (pyspark's java_gateway)
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        SparkContext._gateway = SparkContext._jvm = None
 
 
 def arrow(spark: SparkSession, sql: str) -> pa.Table:

@@ -278,6 +278,9 @@ def test_the_dagster_run_on_spark_records_and_sends_what_duckdb_does(day, on_spa
     with duckdb.connect(str(spark_settings.duckdb_path), read_only=True) as con:
         assert con.execute(built_by_dbt).fetchall()[0][0] == 0
         assert con.sql(features).to_arrow_table().equals(day["con"].sql(features).to_arrow_table())
+        # The history's reader (acrm preview/explain at a past date) is there too, and reads the same day.
+        on_day = f"SELECT * FROM marts.customer_features_on(DATE '{day['as_of']}') ORDER BY customer_id"
+        assert con.sql(on_day).to_arrow_table().equals(day["con"].sql(on_day).to_arrow_table())
         for key in duck.segments:
             assert members_at(con, key, day["as_of"]) == members_at(day["con"], key, day["as_of"]), key
     duck_files, spark_files = _outbox(day["settings"].outbox_dir), _outbox(spark_settings.outbox_dir)

@@ -97,6 +97,14 @@ def build_partition(
                 yield AssetCheckResult(
                     asset_key=key.asset_key, check_name=key.name, passed=True, metadata={"not_run": note}
                 )
+    if FEATURES_KEY in context.selected_asset_keys and on_spark:  # Spark's build is the day's, whole
+        with duckdb.get_connection() as con:
+            taken = take_features(con, settings)
+        duckdb_views(duckdb.database, as_of, settings.spark_dir / "dbt_duckdb_views")
+        taken_rows = ", ".join(f"{table} {n:,} rows" for table, n in taken.items())
+        context.log.info(f"features taken from Spark into the DuckDB file: {taken_rows}")
+        prune_targets(invocation.target_path.parent)
+        return
     # The next build tests only the rows added after this one (macros/test_scope.sql) and may leave the
     # staging tests out: so it builds from this one only if dbt ran every scoped test here (all passed, or the
     # build would have failed), the staging ones excepted when no raw row was added since a build that ran them.
@@ -104,13 +112,6 @@ def build_partition(
     if FEATURES_KEY in context.selected_asset_keys and not needed <= evaluated:
         context.log.info(
             f"features of {as_of} not recorded: the scoped tests did not all run, so the next build is a full one"
-        )
-    elif FEATURES_KEY in context.selected_asset_keys and on_spark:
-        with duckdb.get_connection() as con:
-            taken = take_features(con, settings)
-        duckdb_views(duckdb.database, as_of, settings.spark_dir / "dbt_duckdb_views")
-        context.log.info(
-            "features taken from Spark into the DuckDB file: " + ", ".join(f"{t} {n:,} rows" for t, n in taken.items())
         )
     elif FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
         with duckdb.get_connection() as con:

@@ -42,9 +42,9 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.components.specs import specs
-from acrm_pipelines.features.history import FeaturesNotBuilt, features_on
+from acrm_pipelines.features.history import FeaturesNotBuilt, current_day, features_on
 from acrm_pipelines.segments.catalogue import load_catalogue
-from acrm_pipelines.segments.compile import FEATURES, explain_sql
+from acrm_pipelines.segments.compile import explain_sql
 from acrm_pipelines.segments.evaluate import Fixed, evaluate
 from acrm_pipelines.segments.history import ensure_tables, fixed_membership, record
 from acrm_pipelines.segments.members import evaluated_dates_of
@@ -240,6 +240,11 @@ def build_segment_assets(segments: SegmentSet, settings: Settings, keyed: Sequen
         selected = [k for k in segments.order if whole or segment_key(k) in context.selected_asset_keys]
         needed = segments.closure(selected)
         with duckdb.get_connection() as con:
+            if on_spark and (built := current_day(con)) != as_of:
+                raise Failure(
+                    f"on Spark, segments are evaluated on the features of the last build ({built or 'none yet'}), "
+                    f"not those of {as_of}: materialize the features for {as_of} first"
+                )
             try:  # a segments-only run of another day than the last features build reads that day's history
                 features = features_on(con, as_of, exact=True)
             except FeaturesNotBuilt as err:
@@ -251,11 +256,6 @@ def build_segment_assets(segments: SegmentSet, settings: Settings, keyed: Sequen
             if not on_spark:
                 evaluation = evaluate(con, segments, as_of, keys=needed, fixed=fixed, features=features.relation)
         if on_spark:  # in a child with its own session, which reads the DuckDB file: let go of it until then
-            if features.relation != FEATURES:
-                raise Failure(
-                    f"on Spark, segments are evaluated on the features of the last build, not those of {as_of}: "
-                    f"materialize the features for {as_of} first"
-                )
             evaluation = evaluate_on_spark(settings, segments, as_of, needed, fixed)
         with duckdb.get_connection() as con:
             to_record = [k for k in selected if k not in fixed and k not in evaluation.failed]

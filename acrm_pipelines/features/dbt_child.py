@@ -10,6 +10,7 @@ to it, so dbt-spark's `session` method builds on them. dbt's JSON log reaches da
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,16 +34,40 @@ def _dbt_on_spark(args: list[str]) -> int:
     from acrm_pipelines.ingest.to_spark import publish_raw
     from acrm_pipelines.settings import Settings
 
-    settings = Settings.from_env()
-    session = engine.session(settings)
-    if args and args[0] in ("build", "run"):
-        with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+    if not args or args[0] not in ("build", "run"):  # parse, ls, …: no session, no data
+        return _exit_code(dbtRunner().invoke(args))
+    try:
+        settings = Settings.from_env()
+        session = engine.session(settings)
+    except Exception as err:  # noqa: BLE001 - reported to Dagster as dbt reports its errors
+        return _error(f"the Spark session could not start: {err}")
+    try:
+        with duckdb.connect(str(settings.duckdb_path), read_only=True, config=settings.duckdb_config()) as con:
             publish_raw(con, session, settings.spark_dir)
-    result = dbtRunner().invoke(args)
+    except Exception as err:  # noqa: BLE001
+        engine.stop(session)
+        return _error(f"the raw tables could not be handed to Spark: {err}")
+    try:
+        return _exit_code(dbtRunner().invoke(args))
+    finally:
+        engine.stop(session)
+
+
+def _exit_code(result) -> int:
+    """dbt's own exit codes: 0 success, 1 a model or test failed, 2 dbt itself failed."""
     if result.exception is not None:
-        print(f"dbt on Spark failed: {result.exception!r}", file=sys.stderr)
-        return 2
-    return 0 if result.success else 1  # dbt's own exit codes
+        return _error(f"dbt on Spark failed: {result.exception!r}")
+    return 0 if result.success else 1
+
+
+def _error(message: str) -> int:
+    """An error line in dbt's JSON log format, which dagster-dbt puts in the step's failure (DBT_LOG_FORMAT=json
+    under Dagster; plain text otherwise)."""
+    if os.environ.get("DBT_LOG_FORMAT") == "json":
+        print(json.dumps({"info": {"level": "error", "msg": message, "name": "AcrmSparkError"}}), flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":

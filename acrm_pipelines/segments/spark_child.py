@@ -52,10 +52,16 @@ def main(given: str, taken: str) -> None:
     die_with_parent()
     settings, segments, as_of, keys, fixed = pickle.loads(Path(given).read_bytes())
     session = engine.session(settings)
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        evaluation = evaluate_spark(session, con, segments, as_of, keys, fixed)
-    Path(taken).write_bytes(pickle.dumps(evaluation))
-    session.stop()
+    try:
+        built = session.sql("SELECT max(as_of) FROM marts.customer_features").collect()[0][0]
+        if built != as_of:  # e.g. `acrm spark run` built another day in the same ACRM_SPARK_DIR since
+            sys.exit(f"Spark's marts.customer_features are of {built}, not {as_of}: materialize the features first")
+        config = settings.duckdb_config()  # the JVM has its own memory: DuckDB keeps to its limit beside it
+        with duckdb.connect(str(settings.duckdb_path), read_only=True, config=config) as con:
+            evaluation = evaluate_spark(session, con, segments, as_of, keys, fixed)
+        Path(taken).write_bytes(pickle.dumps(evaluation))
+    finally:
+        engine.stop(session)
 
 
 if __name__ == "__main__":

@@ -164,17 +164,31 @@
 
 {# marts.customer_features_on(day): customer_features as it was on a built day, with the calendar features
    computed for that day. A day between two built days reads the earlier one. #}
-{% macro create_features_reader() -%}
+{% macro create_features_reader(history=none, features=none) -%}
     {%- if execute and target.type == 'duckdb' -%}
+        {%- set history = history or this -%}
+        {%- set features = features or ref('customer_features') -%}
         {%- set day = 'cast(as_of_day as date)' -%}
         {%- set calendar = calendar_features(day, 'h') -%}
-        create or replace macro {{ this.include(database=false, identifier=false) }}.customer_features_on(as_of_day) as table
+        create or replace macro {{ history.include(database=false, identifier=false) }}.customer_features_on(as_of_day) as table
         select
-        {%- for col in adapter.get_columns_in_relation(ref('customer_features')) %}
+        {%- for col in adapter.get_columns_in_relation(features) %}
             {{ calendar.get(col.name, 'h.' ~ quote_identifier(col.name)) }} as {{ quote_identifier(col.name) }}
             {{- ',' if not loop.last }}
         {%- endfor %}
-        from {{ this.include(database=false) }} as h
+        from {{ history.include(database=false) }} as h
         where h.valid_from <= {{ day }} and (h.valid_to is null or h.valid_to > {{ day }})
     {%- endif -%}
+{%- endmacro %}
+
+
+{# The same reader on a DuckDB file whose features Spark built and the pipeline took back (docs/spark.md):
+   `dbt run-operation create_features_reader_on_duckdb`. #}
+{% macro create_features_reader_on_duckdb() -%}
+    {%- set history = adapter.get_relation(target.database, 'marts', 'customer_features_history') -%}
+    {%- set features = adapter.get_relation(target.database, 'marts', 'customer_features') -%}
+    {%- if history is none or features is none -%}
+        {{ exceptions.raise_compiler_error("marts.customer_features and its history must be in the DuckDB file first") }}
+    {%- endif -%}
+    {%- do run_query(create_features_reader(history, features)) -%}
 {%- endmacro %}
