@@ -191,4 +191,5 @@
         {{ exceptions.raise_compiler_error("marts.customer_features and its history must be in the DuckDB file first") }}
     {%- endif -%}
     {%- do run_query(create_features_reader(history, features)) -%}
+    {%- do adapter.commit() -%}  {# run-operation rolls back what it does not commit #}
 {%- endmacro %}
