@@ -54,3 +54,19 @@ def test_a_build_still_writing_its_log_stays(tmp_path: Path) -> None:
     os.utime(writing / "dbt.log")  # written to just now
     done = _folder(target, "dbt_features-d-0000000", 4 * HOUR)
     assert prune_targets(target, keep=0) == [done] and writing.exists()
+
+
+def test_the_kept_parses_are_pruned_as_files(tmp_path: Path) -> None:
+    """The last parse per DuckDB file (features/dbt.py finished) is a file under target/parses: the same rule."""
+    parses = tmp_path / "parses"
+    parses.mkdir()
+    files = {}
+    for day in range(1, 5):
+        files[day] = parses / f"duckdb-{day:016x}.msgpack"
+        files[day].write_bytes(b"parse")
+        stamp = time.time() - day * 24 * HOUR
+        os.utime(files[day], (stamp, stamp))
+    other = parses / "duckdb-1.12345678.tmp"  # a copy being written: not a parse yet
+    other.write_bytes(b"")
+    assert prune_targets(parses, keep=2, op="*.msgpack") == [files[3], files[4]]
+    assert files[1].exists() and files[2].exists() and not files[3].exists() and other.exists()

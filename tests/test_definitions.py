@@ -13,12 +13,13 @@ from acrm_pipelines.features.incremental import Plan
 
 def test_dbt_args_carry_the_partition_date() -> None:
     full = Plan(date(2025, 3, 1), reason="no features are stored yet")
-    assert dbt_build_args(full) == ["build", "--vars", '{"as_of": "2025-03-01"}']
+    assert dbt_build_args(full) == ["build"]  # the vars go in ACRM_DBT_VARS (features/dbt.py build)
+    assert full.dbt_vars() == {"as_of": "2025-03-01"}
     since = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7})
     assert since.dbt_vars() == {"as_of": "2025-03-01", "features_since": "2025-02-28", "features_rows": {"orders": 7}}
-    assert dbt_build_args(since)[3:] == ["--exclude", "resource_type:unit_test"]
+    assert dbt_build_args(since)[1:] == ["--exclude", "resource_type:unit_test"]
     same_rows = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7}, raw_unchanged=True)
-    assert dbt_build_args(same_rows)[3:] == [
+    assert dbt_build_args(same_rows)[1:] == [
         "--exclude",
         "resource_type:unit_test resource_type:test,path:models/staging",
     ]

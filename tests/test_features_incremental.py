@@ -20,6 +20,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
 from acrm_pipelines.automation.runner import RunFailed
 from acrm_pipelines.features.incremental import plan
+from acrm_pipelines.settings import REPO_ROOT
 from tests.cases.demo import DEMO_END
 
 DAY1 = DEMO_END - timedelta(days=2)
@@ -110,6 +111,9 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     late = _late_rows(landing)
     run_pipeline(settings, DAY2.isoformat(), instance)
     assert _build_of(instance) == ("incremental", str(DAY1))
+    # The day changed, not the project: both of the night's dbt builds started from the last parse made for
+    # this file (features/dbt.py build), so the features below are also those of a partial parse.
+    assert _parses_of_last_run(instance) == {"dbt_features": "partial", "dbt_analytics": "partial"}
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         recomputed = {
             r[0] for r in con.execute("SELECT customer_id FROM intermediate.int_customers_affected").fetchall()
@@ -118,7 +122,10 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     assert len(recomputed) < 0.5 * len(day1)  # most customers were kept, not recomputed
 
     fresh = make_settings(tmp_path / "full", landing)
-    run_pipeline(fresh, DAY2.isoformat())
+    fresh_instance = DagsterInstance.ephemeral()
+    run_pipeline(fresh, DAY2.isoformat(), fresh_instance)
+    # Another file is another dbt profile: its first build parses in full, then keeps its own parse.
+    assert _parses_of_last_run(fresh_instance) == {"dbt_features": "full", "dbt_analytics": "partial"}
     nightly, full = _features(settings.duckdb_path), _features(fresh.duckdb_path)
     pd.testing.assert_frame_equal(nightly, full, obj=f"features of {DAY2}")
     # The late rows changed what they are about (so a build that missed them would have differed above).
@@ -147,6 +154,17 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     (ran,) = _checks_of_last_run(instance, MART_CHECK)
     assert "not_run" not in ran
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="no new rows")
+
+
+def _parses_of_last_run(instance: DagsterInstance) -> dict[str, str]:
+    """How each dbt build of the latest run parsed the project, from its dbt.log in dagster-dbt's target folder
+    (`<op>-<run>-<hash>`): "partial" when dbt reused a saved parse, "full" when it said why it could not."""
+    run_id = instance.get_runs(limit=1)[0].run_id
+    out = {}
+    for log in (REPO_ROOT / "dbt_project" / "target").glob(f"dbt_*-{run_id[:7]}-*/dbt.log"):
+        text = log.read_text()
+        out[log.parent.name.split("-")[0]] = "full" if "Unable to do partial parsing" in text else "partial"
+    return out
 
 
 STAGING_CHECK = AssetCheckKey(AssetKey("stg_crm__orders"), "unique_stg_crm__orders_order_id")

@@ -7,7 +7,6 @@ What the build is told besides the as-of date: each campaign's attribution windo
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -25,7 +24,7 @@ from acrm_pipelines.components.dbt import Built, DailyDbtComponent
 from acrm_pipelines.components.exports import export_key
 from acrm_pipelines.components.segments import SET_KEY
 from acrm_pipelines.components.specs import specs
-from acrm_pipelines.features.dbt import dbt_environment, prune_targets
+from acrm_pipelines.features.dbt import build, finished
 from acrm_pipelines.sql import table_exists
 from acrm_pipelines.terminal import routed
 from acrm_pipelines.wiring.load import Load, current
@@ -47,16 +46,14 @@ class AnalyticsComponent(DailyDbtComponent):
         self, context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource, built: Built
     ) -> Iterator:
         windows = attribution_vars(specs(built.load).exports, built.load.settings.attribution_window)
-        dbt_vars = {"as_of": context.partition_key, **windows}
-        with dbt_environment(duckdb.database):
-            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        invocation = build(dbt, context, ["build"], duckdb.database, {"as_of": context.partition_key, **windows})
         for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v
             if isinstance(event, Output) and event.output_name in OUTPUTS:
                 with duckdb.get_connection() as con:
                     extra = OUTPUTS[event.output_name](con, context.partition_key)
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
-        prune_targets(invocation.target_path.parent, op=context.op.name)
+        finished(invocation, duckdb.database)
 
 
 SHOWN = ("sent", "delivered", "opened", "clicked", "orders_after_send", "orders_after_click", "revenue_after_click")

@@ -21,7 +21,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.components.dbt import Built, DailyDbtComponent
 from acrm_pipelines.features import incremental
-from acrm_pipelines.features.dbt import FEATURES_MODEL, STAGING, dbt_build_args, dbt_environment, prune_targets
+from acrm_pipelines.features.dbt import FEATURES_MODEL, STAGING, build, dbt_build_args, finished
 from acrm_pipelines.features.spark_build import duckdb_views, take_features
 from acrm_pipelines.settings import Settings
 from acrm_pipelines.spark import spark_env
@@ -80,8 +80,8 @@ def build_partition(
             plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
     context.log.info(plan.describe())
     # On Spark, `acrm-dbt` hands the raw tables over and runs dbt beside the session (features/dbt_child.py).
-    with dbt_environment(duckdb.database, spark_env(settings) if on_spark else None):
-        invocation = dbt.cli(dbt_build_args(plan), context=context)
+    engine = spark_env(settings) if on_spark else None
+    invocation = build(dbt, context, dbt_build_args(plan), duckdb.database, plan.dbt_vars(), engine)
     how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
     evaluated: set[AssetCheckKey] = set()
     for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v, else debug
@@ -103,7 +103,7 @@ def build_partition(
         duckdb_views(duckdb.database, as_of, settings.spark_dir / "dbt_duckdb_views")
         taken_rows = ", ".join(f"{table} {n:,} rows" for table, n in taken.items())
         context.log.info(f"features taken from Spark into the DuckDB file: {taken_rows}")
-        prune_targets(invocation.target_path.parent)
+        finished(invocation, duckdb.database, engine)
         return
     # The next build tests only the rows added after this one (macros/test_scope.sql) and may leave the
     # staging tests out: so it builds from this one only if dbt ran every scoped test here (all passed, or the
@@ -118,4 +118,4 @@ def build_partition(
             incremental.record(con, as_of)
             if plan.since:
                 context.log.info(f"features of {as_of}: {incremental.affected(con):,} customers recomputed")
-    prune_targets(invocation.target_path.parent)
+    finished(invocation, duckdb.database, engine)

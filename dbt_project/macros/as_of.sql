@@ -1,6 +1,24 @@
-{# The as-of date from the `as_of` var, checked so that a typo fails loudly instead of cutting wrong. #}
+{# A run's value: the as-of date, and what an incremental build starts from (features/incremental.py).
+   From `--vars` when given (dbt by hand, a unit test's overrides), else from ACRM_DBT_VARS (JSON), which
+   Dagster sets for each build. The variable is read only while executing, never while parsing: dbt then
+   parses the same project the same way every day and can reuse its last parse (partial parsing), where a
+   `--vars` that changes each day made it parse every file again (docs/features.md, *Parsing*). #}
+{% macro run_var(name, default=none) -%}
+    {%- set given = var(name, none) -%}
+    {%- if given is not none or not execute -%}
+        {{ return(given if given is not none else default) }}
+    {%- endif -%}
+    {{ return(fromjson(env_var('ACRM_DBT_VARS', '{}')).get(name, default)) }}
+{%- endmacro %}
+
+{# The as-of date, checked so that a typo fails loudly instead of cutting wrong (a fixed day while parsing,
+   which only finds the refs). #}
 {% macro as_of() -%}
-    {%- set value = var('as_of') | string -%}
+    {%- set value = run_var('as_of', none if execute else '1970-01-01') -%}
+    {%- if value is none -%}
+        {{ exceptions.raise_compiler_error("as_of is not set: pass --vars '{as_of: YYYY-MM-DD}' (Dagster sets it in ACRM_DBT_VARS)") }}
+    {%- endif -%}
+    {%- set value = value | string -%}
     {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value) -%}
         {{ exceptions.raise_compiler_error("var as_of must be YYYY-MM-DD, got '" ~ value ~ "'") }}
     {%- endif -%}

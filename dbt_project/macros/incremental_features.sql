@@ -1,10 +1,10 @@
 {# Incremental features (acrm_pipelines/features/incremental.py decides, docs/features.md explains).
-   With the var `features_since` (the day marts.customer_features holds), a build recomputes only the
-   customers in int_customers_affected and keeps every other customer's stored features; without it,
-   every customer is computed. #}
+   With the run's `features_since` (macros/as_of.sql run_var: the day marts.customer_features holds), a build
+   recomputes only the customers in int_customers_affected and keeps every other customer's stored features;
+   without it, every customer is computed. #}
 
 {% macro features_since() -%}
-    {%- set value = var('features_since', none) -%}
+    {%- set value = run_var('features_since') -%}
     {%- if value is none or (value | string) == '' -%}
         {{ return(none) }}
     {%- endif -%}
@@ -38,5 +38,5 @@
 {# Rows of a raw table loaded after the build of `features_since` (appends only: a full reload of any
    input makes the build a full one). `features_rows` holds each table's row count at that build. #}
 {% macro loaded_after(table) -%}
-    rowid >= {{ var('features_rows', {}).get(table, 0) | int }}
+    rowid >= {{ (run_var('features_rows') or {}).get(table, 0) | int }}
 {%- endmacro %}
