@@ -70,3 +70,8 @@ def test_the_kept_parses_are_pruned_as_files(tmp_path: Path) -> None:
     other.write_bytes(b"")
     assert prune_targets(parses, keep=2, op="*.msgpack") == [files[3], files[4]]
     assert files[1].exists() and files[2].exists() and not files[3].exists() and other.exists()
+    # A copy a killed run left: removed an hour after, never while it may still be written.
+    assert prune_targets(parses, keep=0, op="*.tmp") == [] and other.exists()
+    stamp = time.time() - 2 * HOUR
+    os.utime(other, (stamp, stamp))
+    assert prune_targets(parses, keep=0, op="*.tmp") == [other] and not other.exists()

@@ -20,6 +20,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
 from acrm_pipelines.features import incremental
+from acrm_pipelines.settings import DBT_PROJECT_DIR
 
 FEATURES_MODEL = "customer_features"
 STAGING = "models/staging/"
@@ -51,24 +52,29 @@ def build(
     that changed (dbt's partial parsing, which checks itself). Call `finished` after reading its events."""
     target = _new_target(dbt, context)
     saved = _saved_parse(target.parent, database, engine)
-    if saved.exists():
+    try:
         target.mkdir(parents=True)
         shutil.copyfile(saved, target / PARSE)
+    except OSError:  # none kept yet, or pruned meanwhile: dbt parses in full, as it would anyway
+        pass
     with dbt_environment(database, engine, run_vars):
         return dbt.cli(args, context=context, target_path=target)
 
 
 def finished(invocation: DbtCliInvocation, database: str, engine: dict[str, str] | None = None) -> None:
     """After a build: its parse is kept for the next build on the same file and engine, and the old target
-    folders of its op are removed."""
+    folders of its op are removed. The parse only saves time: failing to keep it fails nothing."""
     made = invocation.target_path / PARSE
-    if made.exists():
-        saved = _saved_parse(invocation.target_path.parent, database, engine)
+    saved = _saved_parse(invocation.target_path.parent, database, engine)
+    try:
         saved.parent.mkdir(exist_ok=True)
         partial = saved.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
         shutil.copyfile(made, partial)
         partial.replace(saved)  # whole or not at all: another build may be reading the last one
-        prune_targets(saved.parent, op="*.msgpack")
+    except OSError:
+        pass
+    prune_targets(saved.parent, op="*.msgpack")
+    prune_targets(saved.parent, keep=0, op="*.tmp")  # copies a killed run left, an hour after
     prune_targets(invocation.target_path.parent, op=invocation.target_path.name.rsplit("-", 2)[0])
 
 
@@ -82,10 +88,18 @@ def _new_target(dbt: DbtCliResource, context: AssetExecutionContext) -> Path:
 
 def _saved_parse(target_dir: Path, database: str, engine: dict[str, str] | None) -> Path:
     """Where the last parse for this DuckDB file and engine is kept: dbt's parse depends on the profile (the
-    file's path is in it), so one per file and engine; any other parse would only be parsed again in full."""
+    file's path is in it), so one per file and engine; any other parse would only be parsed again in full.
+    The project's files (names, sizes, times) are in the key too: after a change of the dbt code, the first
+    build parses in full rather than trusting dbt's partial parse across the change."""
     name = (engine or {}).get("ACRM_ENGINE", "duckdb")
-    key = hashlib.sha256(f"{name}:{Path(database).resolve()}".encode()).hexdigest()[:16]
-    return target_dir / PARSES / f"{name}-{key}.msgpack"
+    digest = hashlib.sha256(f"{name}:{Path(database).resolve()}".encode())
+    files = [*DBT_PROJECT_DIR.glob("*.yml")]
+    for folder in ("models", "macros", "tests", "seeds", "snapshots", "analyses"):
+        files += (DBT_PROJECT_DIR / folder).rglob("*")
+    for path in sorted(files):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return target_dir / PARSES / f"{name}-{digest.hexdigest()[:16]}.msgpack"
 
 
 def dbt_executable() -> str:

@@ -1,11 +1,12 @@
 {# A run's value: the as-of date, and what an incremental build starts from (features/incremental.py).
-   From `--vars` when given (dbt by hand, a unit test's overrides), else from ACRM_DBT_VARS (JSON), which
-   Dagster sets for each build. The variable is read only while executing, never while parsing: dbt then
-   parses the same project the same way every day and can reuse its last parse (partial parsing), where a
-   `--vars` that changes each day made it parse every file again (docs/features.md, *Parsing*). #}
+   From `--vars` when they name the day (dbt by hand: then every run value comes from them) or the value (a
+   unit test's overrides), else from ACRM_DBT_VARS (JSON), which Dagster sets for each build. The variable is
+   read only while executing, never while parsing: dbt then parses the same project the same way every day
+   and can reuse its last parse (partial parsing), where a `--vars` that changes each day made it parse
+   every file again (docs/operations.md, *The last parse*). #}
 {% macro run_var(name, default=none) -%}
     {%- set given = var(name, none) -%}
-    {%- if given is not none or not execute -%}
+    {%- if given is not none or not execute or var('as_of', none) is not none -%}
         {{ return(given if given is not none else default) }}
     {%- endif -%}
     {{ return(fromjson(env_var('ACRM_DBT_VARS', '{}')).get(name, default)) }}
