@@ -66,7 +66,13 @@ def start(tmp: Path, key: str, pause: float) -> subprocess.Popen:
 
 
 def ledger(tmp: Path, kind: str) -> list[tuple[str, int | None, str | None]]:
+    """The ledger's rows of one kind; none when a kill came before the ledger was created."""
     with duckdb.connect(str(tmp / "db.duckdb"), read_only=True) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'exports' AND table_name = 'ledger'"
+        ).fetchall()[0][0]
+        if not exists:
+            return []
         return con.execute(
             "SELECT customer_id, points, code FROM exports.ledger WHERE campaign = 'spring' AND kind = ?", [kind]
         ).fetchall()
