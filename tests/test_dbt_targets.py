@@ -75,3 +75,25 @@ def test_the_kept_parses_are_pruned_as_files(tmp_path: Path) -> None:
     stamp = time.time() - 2 * HOUR
     os.utime(other, (stamp, stamp))
     assert prune_targets(parses, keep=0, op="*.tmp") == [other] and not other.exists()
+
+
+def test_the_dbt_resource_knows_the_version_of_the_dbt_it_starts() -> None:
+    """DbtCli answers dagster-dbt's question (which dbt is this?) without starting `dbt --version`: the answer
+    must be that of the executable it starts (the project's `acrm-dbt`), as dagster-dbt's own would be."""
+    import re
+    import subprocess
+
+    from dagster_dbt import DbtCliResource
+
+    from acrm_pipelines.features.dbt import DbtCli, dbt_executable
+    from acrm_pipelines.settings import DBT_PROJECT_DIR
+
+    executable = dbt_executable()
+    assert Path(executable).name == "acrm-dbt"
+    printed = subprocess.run([executable, "--version"], capture_output=True, text=True, check=True).stdout
+    core = re.search(r"installed:\s*(\d+\.\d+\.\d+)", printed)
+    assert core, printed
+    ours = DbtCli(project_dir=str(DBT_PROJECT_DIR), dbt_executable=executable)
+    theirs = DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=executable)
+    assert str(ours._cli_version) == core.group(1) == str(theirs._cli_version)
+    assert ours._initialize_dbt_core_adapter(["build"]) is None

@@ -1,9 +1,8 @@
 """The resources every run uses: the DuckDB file and dbt."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from acrm_pipelines.features.dbt import dbt_executable
+from acrm_pipelines.features.dbt import DbtCli, dbt_executable
 from acrm_pipelines.settings import DBT_PROJECT_DIR
 from acrm_pipelines.wiring.load import current
 from acrm_pipelines.wiring.resources import DuckDBFile
@@ -13,7 +12,5 @@ from acrm_pipelines.wiring.resources import DuckDBFile
 def resources() -> dg.Definitions:
     settings = current().settings
     duckdb = DuckDBFile(database=str(settings.duckdb_path), connection_config=settings.duckdb_config())
-    dbt = DbtCliResource(
-        project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
-    )
+    dbt = DbtCli(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable())
     return dg.Definitions(resources={"duckdb": duckdb, "dbt": dbt})
