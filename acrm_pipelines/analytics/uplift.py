@@ -20,8 +20,6 @@ from datetime import date, timedelta
 
 import duckdb
 import numpy as np
-from scipy import stats
-from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
 from acrm_pipelines.exports.validate import ExportSet
 from acrm_pipelines.segments.dates import cutoff
@@ -68,6 +66,10 @@ def compare(
     x_t, x_c = int(treated.sum()), int(control.sum())
     if min(n_t, n_c) < MIN_GROUP or min(x_t, x_c, n_t - x_t, n_c - x_c) < MIN_EVENTS:
         return Uplift(**base, note=NOT_ENOUGH)
+    # Imported here: scipy and statsmodels take ~1 s to import, and most runs measure no hold-out.
+    from scipy import stats
+    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
+
     low, high = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcomb", compare="diff")
     p = test_proportions_2indep(x_t, n_t, x_c, n_c, method="score", compare="diff").pvalue
     welch = stats.ttest_ind(treated_revenue, control_revenue, equal_var=False)
@@ -89,6 +91,8 @@ def compare(
 
 def srm_p_value(treatment_n: int, control_n: int, control_share: float) -> float:
     """Chi-square goodness of fit of the two groups' sizes to the split's shares."""
+    from scipy import stats
+
     total = treatment_n + control_n
     expected = [total * (1 - control_share), total * control_share]
     return float(stats.chisquare([treatment_n, control_n], f_exp=expected).pvalue)
