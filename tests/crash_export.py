@@ -30,6 +30,7 @@ def main() -> None:
         time.sleep(pause)  # gives the test a moment between committed batches
 
     with duckdb.connect(db) as con:
+        print("started", flush=True)  # Python and the definitions are loaded: a kill from now lands in the export
         run_export(con, exports[key], date.fromisoformat(as_of), Path(outbox), "crash-test", progress)
     print("done", flush=True)
 
