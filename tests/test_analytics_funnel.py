@@ -26,6 +26,7 @@ by hand from docs/analytics.md:
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -105,8 +106,9 @@ def hand_run(tmp_path_factory, make_settings, run_pipeline) -> Path:
     tmp = tmp_path_factory.mktemp("analytics")
     landing = tmp / "landing"
     landing.mkdir()
-    for name, text in TABLES.items():
-        (landing / f"{name}.csv").write_text(text, encoding="utf-8")
+    for name, text in TABLES.items():  # one folder per table, so that a later file is appended (the next day)
+        (landing / name).mkdir()
+        (landing / name / "part-00000.csv").write_text(text, encoding="utf-8")
     for folder, text in (("segments", SEGMENTS), ("exports", EXPORTS)):
         (tmp / folder).mkdir()
         (tmp / folder / "defs.yaml").write_text(text)
@@ -181,3 +183,66 @@ def test_the_hold_out_export_is_measured_but_five_customers_are_not_enough(hand_
         ).fetchall()
     assert sent + held == 4 and held > 0
     assert rows == [("spring_holdout", AS_OF, False, sent, held, None, "not enough data")]
+
+
+# The next night's file: m7 is dated before the first day's cut-off but lands only now (late). It takes o5 by
+# send (03-09 09:30 + 7 days holds 03-09 10:00:01), which nothing took the day before.
+LATE_MESSAGE = "m7,b,spring,email,2025-03-09 09:30:00,,,,,\n"
+NEXT_DAY = date(2025, 3, 11)
+
+
+@pytest.fixture(scope="module")
+def next_day(hand_run, tmp_path_factory, make_settings, run_pipeline) -> tuple[Path, DagsterInstance]:
+    """The first day's file, copied, and its landing folder with m7 appended, run the next day: the incremental
+    analytics models recompute b (a new message) and keep the others' rows."""
+    db, _ = hand_run
+    tmp = tmp_path_factory.mktemp("analytics_next")
+    for path in db.parent.iterdir():  # the DuckDB file, its segment state and the YAML
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, tmp / path.name)
+    (tmp / "landing" / "messages" / "part-00001-late.csv").write_text(
+        TABLES["messages"].splitlines()[0] + "\n" + LATE_MESSAGE, encoding="utf-8"
+    )
+    settings = make_settings(tmp, tmp / "landing", db=tmp / db.name)
+    settings = dataclasses.replace(settings, segments_dir=tmp / "segments", exports_dir=tmp / "exports")
+    instance = DagsterInstance.ephemeral()
+    run_pipeline(settings, NEXT_DAY.isoformat(), instance)
+    return settings.duckdb_path, instance
+
+
+def test_the_next_night_attributes_a_late_message_from_the_stored_rows(next_day) -> None:
+    """As of 03-11: o5 goes to m7 (send); o9 (03-11 00:00) is now of the history, but a's windows ended
+    before it; e's open of 03-11 08:00 now counts. Built incrementally: only b was recomputed."""
+    db, instance = next_day
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT order_id, send_message_id, send_campaign_id, click_message_id, as_of "
+            "FROM analytics.order_attribution ORDER BY order_id"
+        ).fetchall()
+        spring = con.execute(
+            "SELECT opened, orders_after_send, revenue_after_send, orders_after_click FROM analytics.campaign_funnel "
+            "WHERE as_of = ? AND campaign_id = 'spring'",
+            [NEXT_DAY],
+        ).fetchall()
+        first_day = con.execute(
+            "SELECT opened, orders_after_send FROM analytics.campaign_funnel "
+            "WHERE as_of = ? AND campaign_id = 'spring'",
+            [AS_OF],
+        ).fetchall()
+    assert rows == [
+        ("o1", "m2", "short", "m1", NEXT_DAY),
+        ("o2", "m2", "short", "m1", NEXT_DAY),
+        ("o3", "m1", "spring", "m1", NEXT_DAY),
+        ("o4", "m3", "spring", "m3", NEXT_DAY),
+        ("o5", "m7", "spring", None, NEXT_DAY),
+        ("o8", "m5", "short", None, NEXT_DAY),
+    ]
+    assert spring == [(3, 3, Decimal("120.00"), 4)]  # o3 30 + o4 40 + o5 50
+    assert first_day == [(2, 2)]  # the first day's row stays as it was
+    for key in ("order_touches", "campaign_reach"):
+        metadata = instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata
+        assert (metadata["build"].value, metadata["built_from"].value) == ("incremental", "last build"), key
+
+
+def test_the_first_night_built_them_in_full(hand_run) -> None:
+    metadata = hand_run[1].get_latest_materialization_event(AssetKey("order_touches")).asset_materialization.metadata
+    assert (metadata["build"].value, metadata["built_from"].value) == ("full", "no analytics build is recorded")

@@ -87,10 +87,12 @@ def _late_rows(landing: Path) -> dict[str, str]:
         "messages",
         [{"message_id": "MLATE000001", "customer_id": "C00000040", "campaign_id": "late", "channel": "email",
           "sent_at": f"{DAY1 - timedelta(days=3)} 10:00:00", "opened_at": f"{DAY1} 11:00:00",
-          "unsubscribed_at": f"{DAY1} 11:05:00"}],
+          "unsubscribed_at": f"{DAY1} 11:05:00"},
+         {"message_id": "MLATE000002", "customer_id": "C00000010", "campaign_id": "late", "channel": "sms",
+          "sent_at": "2025-01-05 11:00:00"}],
     )  # fmt: skip
     return {
-        "C00000010": "a completed order a year before, its line",
+        "C00000010": "a completed order a year before, its line, and the text an hour before it",
         "CLATE0001": "a customer registered before DAY1, and their order",
         "C00000030": "a bonus row of 2024",
         "C00000040": "an e-mail opened and unsubscribed on DAY1",
@@ -134,6 +136,13 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     assert changed.loc["C00000030", "bonus_balance"] == day1.loc["C00000030", "bonus_balance"] + 5000
     assert changed.loc["C00000040", "unsubscribed_email"] and not day1.loc["C00000040", "unsubscribed_email"]
     assert "CLATE0001" in changed.index and "CLATE0001" not in day1.index
+    # The analytics' incremental models too (analytics/incremental.py): from the stored rows, as in full.
+    assert _analytics_build_of(instance) == ("incremental", "last build")
+    assert _analytics_build_of(fresh_instance) == ("full", "no analytics build is recorded")
+    _assert_same_analytics(settings.duckdb_path, fresh.duckdb_path)
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        taken = con.execute("SELECT send_message_id FROM analytics.order_touches WHERE order_id = 'OLATE01'").fetchall()
+    assert taken == [("MLATE000002",)]  # the late text took the late order
 
     # The same day again, with another appended file: incremental from itself, still equal to full.
     pd.DataFrame(
@@ -144,6 +153,7 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     again = make_settings(tmp_path / "full-again", landing)
     run_pipeline(again, DAY2.isoformat())
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="re-run")
+    _assert_same_analytics(settings.duckdb_path, again.duckdb_path)
     assert all("not_run" not in m for m in _checks_of_last_run(instance, STAGING_CHECK))  # rows were added: run
 
     # And again with no new file (a backfill's later days): the staging tests are not run again, and say so.
@@ -154,6 +164,31 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     (ran,) = _checks_of_last_run(instance, MART_CHECK)
     assert "not_run" not in ran
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="no new rows")
+
+
+def _analytics_build_of(instance: DagsterInstance) -> tuple[str, str]:
+    event = instance.get_latest_materialization_event(AssetKey("order_touches"))
+    metadata = event.asset_materialization.metadata
+    return metadata["build"].value, metadata["built_from"].value
+
+
+ANALYTICS = {
+    "analytics.order_touches": "order_id",
+    "analytics.campaign_reach": "campaign_id, channel, customer_id",
+    "analytics.order_attribution": "order_id",
+    f"analytics.campaign_funnel WHERE as_of = '{DAY2}'": "campaign_id, channel",
+}
+
+
+def _assert_same_analytics(built: Path, full: Path) -> None:
+    """Every row of the incremental analytics models, and of the day's tables read from them, as in a full build."""
+    for relation, order in ANALYTICS.items():
+        frames = []
+        for path in (built, full):
+            with duckdb.connect(str(path), read_only=True) as con:
+                frames.append(con.execute(f"SELECT * FROM {relation} ORDER BY {order}").df())
+        assert len(frames[1]) > 0, relation
+        pd.testing.assert_frame_equal(frames[0], frames[1], obj=relation)
 
 
 def _parses_of_last_run(instance: DagsterInstance) -> dict[str, str]:

@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
-from acrm_pipelines.analytics import portrait, uplift
+from acrm_pipelines.analytics import incremental, portrait, uplift
 from acrm_pipelines.analytics.attribution import attribution_vars
 from acrm_pipelines.components.dbt import Built, DailyDbtComponent
 from acrm_pipelines.components.exports import export_key
@@ -46,13 +46,27 @@ class AnalyticsComponent(DailyDbtComponent):
         self, context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource, built: Built
     ) -> Iterator:
         windows = attribution_vars(specs(built.load).exports, built.load.settings.attribution_window)
-        invocation = build(dbt, context, ["build"], duckdb.database, {"as_of": context.partition_key, **windows})
+        selected = incremental.MODELS & context.selected_asset_keys
+        with duckdb.get_connection() as con:
+            plan = incremental.plan(con, windows)
+            if selected:  # the stored rows are no build's until this one has finished
+                incremental.forget(con)
+        if selected:
+            context.log.info(plan.describe())
+        run_vars = {"as_of": context.partition_key, **windows, **plan.dbt_vars()}
+        invocation = build(dbt, context, ["build"], duckdb.database, run_vars)
+        how = {"build": "incremental" if plan.since is not None else "full", "built_from": plan.reason or "last build"}
         for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v
             if isinstance(event, Output) and event.output_name in OUTPUTS:
                 with duckdb.get_connection() as con:
                     extra = OUTPUTS[event.output_name](con, context.partition_key)
                 event = event.with_metadata({**event.metadata, **extra})
+            elif isinstance(event, Output) and event.output_name in INCREMENTAL_OUTPUTS:
+                event = event.with_metadata({**event.metadata, **how})
             yield event
+        if selected == incremental.MODELS:  # both built: the next build may start from them
+            with duckdb.get_connection() as con:
+                incremental.record(con, plan)
         finished(invocation, duckdb.database)
 
 
@@ -122,6 +136,7 @@ METADATA = {
     AssetKey("rfm_migration"): rfm_metadata,
 }
 OUTPUTS = {key.to_python_identifier(): make for key, make in METADATA.items()}
+INCREMENTAL_OUTPUTS = {key.to_python_identifier() for key in incremental.MODELS}  # with how each was built
 
 
 UPLIFT = AssetKey("campaign_uplift")

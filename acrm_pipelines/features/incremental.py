@@ -63,14 +63,16 @@ class Plan:
         return f"features of {self.as_of}: the customers whose rows changed since {self.since}"
 
 
-def code_hash() -> str:
-    """The dbt project's models, macros and settings: a change to any of them makes the next build full (the
-    analytics models excepted: the features build leaves them out)."""
+def code_hash(analytics: bool = False) -> str:
+    """The dbt project's models, macros and settings: a change to any of them makes the next build full. The
+    features' leaves out the analytics models (the features build does not run them); the analytics' is of
+    everything (their models read the features' staging views and macros)."""
     digest = hashlib.sha256()
     files = [DBT_PROJECT_DIR / "dbt_project.yml"]
     for folder in ("models", "macros"):
         files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
-    files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]
+    if not analytics:
+        files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]
     for path in files:
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -80,7 +82,7 @@ def _exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
     return table_exists(con, *relation.split("."))
 
 
-def _inputs(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]]:
+def inputs(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = TABLES) -> dict[str, tuple[str | None, int]]:
     """Per raw table: (the base of its load, its rows now); (None, 0) when it is not loaded."""
     bases: dict[str, str | None] = {}
     if _exists(con, "raw.loads"):
@@ -93,7 +95,7 @@ def _inputs(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]]
         if "base" in columns:
             bases = dict(con.execute("SELECT table_name, base FROM raw.loads").fetchall())
     out = {}
-    for table in TABLES:
+    for table in tables:
         rows = con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0] if _exists(con, f"raw.{table}") else 0
         out[table] = (bases.get(table), int(rows))
     return out
@@ -112,22 +114,30 @@ def plan(con: duckdb.DuckDBPyConnection, as_of: date) -> Plan:
     if recorded[0][1] != code_hash():
         return Plan(as_of, reason="the dbt project changed since the stored build")
     then = {table: (base, rows) for _, _, table, base, rows in recorded}
-    now = _inputs(con)
-    for table in TABLES:
-        if table not in then:
-            return Plan(as_of, reason=f"raw.{table} was not recorded at the stored build")
-        (base_then, rows_then), (base_now, rows_now) = then[table], now[table]
-        if base_then is None or base_now != base_then or rows_now < rows_then:
-            return Plan(as_of, reason=f"raw.{table} was reloaded in full since the stored build")
+    now = inputs(con)
+    if reason := not_appended(then, now):
+        return Plan(as_of, reason=reason)
     unchanged = all(now[table][1] == then[table][1] for table in TABLES)
     return Plan(as_of, since=stored, rows={table: then[table][1] for table in TABLES}, raw_unchanged=unchanged)
+
+
+def not_appended(then: dict[str, tuple[str | None, int]], now: dict[str, tuple[str | None, int]]) -> str:
+    """Why the raw tables `now` (per table: the base of its load, its rows) are not those recorded `then` with
+    rows appended ("" when they are): what an incremental build may start from."""
+    for table in now:
+        if table not in then:
+            return f"raw.{table} was not recorded at the stored build"
+        (base_then, rows_then), (base_now, rows_now) = then[table], now[table]
+        if base_then is None or base_now != base_then or rows_now < rows_then:
+            return f"raw.{table} was reloaded in full since the stored build"
+    return ""
 
 
 def record(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
     """Note the build of `as_of` just made: what the next one compares with."""
     for statement in DDL:
         con.execute(statement)
-    now = _inputs(con)
+    now = inputs(con)
     con.begin()
     con.execute(f"DELETE FROM {BUILDS}")
     con.executemany(

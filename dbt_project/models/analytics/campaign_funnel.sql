@@ -1,18 +1,20 @@
 -- One row per campaign, channel and as-of date: the customers reached at each step of the funnel, the orders
 -- the campaign's messages took (order_attribution) and the rates (docs/analytics.md, "Campaign funnel").
--- Each partition replaces its own date's rows, so a backfill leaves every day's funnel.
+-- Each partition replaces its own date's rows, so a backfill leaves every day's funnel. The customers reached
+-- come from campaign_reach, which holds every day's.
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='as_of') }}
 
+{% set cut = cutoff() %}
 with reach as (
     select
         campaign_id, channel,
-        count(distinct customer_id) as sent,
+        count(case when sent_at < {{ cut }} then 1 end) as sent,
         {% for step in ['delivered', 'opened', 'clicked', 'complained', 'unsubscribed'] %}
-        count(distinct case when {{ step }}_at is not null then customer_id end) as {{ step }}{{ "," if not loop.last }}
+        count(case when {{ step }}_at < {{ cut }} then 1 end) as {{ step }}{{ "," if not loop.last }}
         {% endfor %}
-    from {{ ref('fct_messages') }}
-    where campaign_id is not null
+    from {{ ref('campaign_reach') }}
     group by campaign_id, channel
+    having count(case when sent_at < {{ cut }} then 1 end) > 0
 ),
 
 {% for touch in ['send', 'click'] %}

@@ -1,44 +1,7 @@
--- Completed orders placed by the end of the as-of day that a message takes (docs/analytics.md, "Attribution"):
--- a message takes an order of its customer placed after its send (or click) time and no later than that time
--- plus its campaign's attribution window; of several, the latest (last touch), so an order counts once.
-with messages as (
-    select
-        message_id, customer_id, campaign_id, channel, sent_at, clicked_at,
-        {{ attribution_hours('campaign_id') }} as window_hours
-    from {{ ref('fct_messages') }}
-),
-
-orders as (
-    select order_id, customer_id, ordered_at, total_amount
-    from {{ ref('fct_orders') }}
-    where status = 'completed'
-),
-
-{% for touch, at in [('send', 'sent_at'), ('click', 'clicked_at')] %}
-{{ touch }}_touches as (
-    select
-        o.order_id, m.message_id, m.campaign_id, m.channel,
-        row_number() over (
-            partition by o.order_id order by m.{{ at }} desc, m.message_id desc nulls last
-        ) as latest
-    from orders as o
-    inner join messages as m
-        on m.customer_id = o.customer_id
-        and m.{{ at }} < o.ordered_at
-        and o.ordered_at <= {{ dbt.dateadd('hour', 'm.window_hours', 'm.' ~ at) }}
-),
-{% endfor %}
-
-attributed as (
-    select
-        o.order_id, o.customer_id, o.ordered_at, o.total_amount,
-        s.message_id as send_message_id, s.campaign_id as send_campaign_id, s.channel as send_channel,
-        c.message_id as click_message_id, c.campaign_id as click_campaign_id, c.channel as click_channel
-    from orders as o
-    left join send_touches as s on s.order_id = o.order_id and s.latest = 1
-    left join click_touches as c on c.order_id = o.order_id and c.latest = 1
-)
+-- Completed orders placed by the end of the as-of day that a message took (docs/analytics.md,
+-- "Attribution"): order_touches, which holds every day's, cut at the as-of day.
+{{ config(materialized='view') }}
 
 select {{ as_of() }} as as_of, *
-from attributed
-where send_channel is not null or click_channel is not null
+from {{ ref('order_touches') }}
+where ordered_at < {{ cutoff() }}
