@@ -595,8 +595,9 @@ def _classify(
     typed_cols = [f"{_parsed(c)} AS {ident(c.name)}" for c in spec.columns]
     typed_cols += [f"{_custom_expr(c, t)} AS {ident(c)}" for c, t in custom.items()]
     reason = _case(_row_checks(spec, set(spec.column_names)))
+    # A view, not a table: at 10M customers every copy of the staged rows is tens of GB of DuckDB's spill.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _acrm_typed AS SELECT _file, _row, _raw, coalesce(_pre, {reason}) AS _reason, "
+        f"CREATE OR REPLACE TEMP VIEW _acrm_typed AS SELECT _file, _row, _raw, coalesce(_pre, {reason}) AS _reason, "
         f"{', '.join(typed_cols)} FROM _acrm_stage"
     )
     later: list[tuple[str, str]] = []
@@ -630,11 +631,15 @@ def _classify(
         later.append((f"{alias}.k IS NULL", f"orphan:{col}"))
         misses.append(f"{alias}.k IS NULL AS _miss{i}")
     final_reason = _case(later, otherwise="NULL")
+    # The raw row is kept for the quarantine only: the rows that load leave it behind.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _acrm_classified AS SELECT t.* REPLACE "
+        "CREATE OR REPLACE TEMP TABLE _acrm_classified AS SELECT * REPLACE "
+        "(CASE WHEN _reason IS NOT NULL THEN _raw END AS _raw) FROM (SELECT t.* REPLACE "
         f"(coalesce(t._reason, {final_reason}) AS _reason){''.join(', ' + m for m in misses)} "
-        f"FROM _acrm_typed t {' '.join(joins)}"
+        f"FROM _acrm_typed t {' '.join(joins)})"
     )
+    con.execute("DROP VIEW _acrm_typed")
+    con.execute("DROP TABLE _acrm_stage")  # classified holds every staged row: its count is rows_read
 
 
 ORPHANS_DDL = f"""
@@ -687,7 +692,7 @@ def _write(
 
 @dataclass
 class Staged:
-    """Files read into the temp table _acrm_stage, waiting to be written (`write_staged`)."""
+    """Files read and classified into the temp table _acrm_classified, waiting to be written (`write_staged`)."""
 
     result: LoadResult  # of the files read: their names, columns and empty ones; no counts yet
     custom_fails: dict[str, list[int]]  # of the whole table once written (an append's: old + new)
@@ -733,29 +738,30 @@ def stage_files(
             if custom_type(fails[c]) != t:
                 raise AppendRefused(f"custom column {c} no longer parses as {t} with the new files")
     result.custom_columns = old_custom or {c: custom_type(n) for c, n in fails.items()}
+    # Classified here, outside the write's transaction, so that the staged copy is freed before it begins.
+    _classify(con, spec, landing_dir, result.custom_columns, previous is not None)
     return Staged(result, fails, previous)
 
 
 def write_staged(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, landing_dir: Path, default_region: str, staged: Staged
 ) -> LoadResult:
-    """Classify the staged rows and write them: raw.<table> replaced (or appended to), bad rows into
-    raw.quarantine. The result is the whole table's."""
+    """Write the classified rows: raw.<table> replaced (or appended to), bad rows into raw.quarantine. The
+    result is the whole table's."""
     result, append = staged.result, staged.previous is not None
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(RAW_SCHEMA)}")
     con.execute(QUARANTINE_DDL)
     con.execute(ORPHANS_DDL)
-    _classify(con, spec, landing_dir, result.custom_columns, append)
     _write(con, spec, landing_dir, default_region, result.custom_columns, append)
 
-    result.rows_read = con.execute("SELECT count(*) FROM _acrm_stage").fetchone()[0]
+    result.rows_read = con.execute("SELECT count(*) FROM _acrm_classified").fetchone()[0]
     result.rows_loaded = con.execute(f"SELECT count(*) FROM {table(RAW_SCHEMA, spec.name)}").fetchone()[0]
     result.reasons = dict(
         con.execute(
             "SELECT _reason, count(*) FROM _acrm_classified WHERE _reason IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall()
     )
-    for tmp in ("_acrm_stage", "_acrm_typed", "_acrm_classified", "_acrm_phones", "_acrm_old_keys"):
+    for tmp in ("_acrm_classified", "_acrm_phones", "_acrm_old_keys"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
     if staged.previous:
         result = _merged(staged.previous.result, result)
