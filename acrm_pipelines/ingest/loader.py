@@ -181,7 +181,6 @@ _CSV_OPTIONS = (
     "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', hive_partitioning = false, "
     "store_rejects = true"
 )
-_READ_TEMPS = ("", "_rejects", "_scans", "_bad", "_malformed", "_adj")
 
 
 @dataclass
@@ -543,7 +542,7 @@ def _stage(
     result: LoadResult,
     custom_fill: list[str],
 ) -> set[str]:
-    """Read `paths` into the temp table _acrm_stage, noting their columns in `result`; the custom columns
+    """Read `paths` into the temp view _acrm_stage, noting their columns in `result`; the custom columns
     they hold. `custom_fill`: custom columns the stage has even when no file holds them (an append's)."""
     selects: list[str] = []
     present: set[str] = set()
@@ -566,14 +565,25 @@ def _stage(
         union = " UNION ALL BY NAME ".join(
             [*selects, _empty_select(spec, custom_fill)] if custom_fill or not selects else selects
         )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _acrm_stage AS {union}")
+        # A view over the files' read tables, not one more copy of every row (dropped once classified).
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _acrm_stage AS {union}")
+    except BaseException:
+        _drop_reads(con)
+        raise
     finally:
         con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
         shutil.rmtree(link_dir, ignore_errors=True)
-        for idx in range(len(paths)):
-            for suffix in _READ_TEMPS:
-                con.execute(f"DROP TABLE IF EXISTS _acrm_read_{idx}{suffix}")
     return present
+
+
+def _drop_reads(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the staged rows: the view, the files' read tables and their companions (rejects, row numbers)."""
+    con.execute("DROP VIEW IF EXISTS _acrm_stage")
+    reads = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, '_acrm_read_')"
+    ).fetchall()
+    for (name,) in reads:
+        con.execute(f"DROP TABLE IF EXISTS {ident(name)}")
 
 
 def checked_parents(spec: TableSpec, landing_dir: Path) -> list[tuple[int, str, str, str]]:
@@ -611,14 +621,16 @@ def _classify(
                 f"UNION SELECT key FROM {table(RAW_SCHEMA, 'load_orphans')} WHERE table_name = {lit(spec.name)}"
             )
             later.append((f"CAST(t.{k} AS VARCHAR) IN (SELECT k FROM _acrm_old_keys)", "duplicate_key"))
-        later.append(
-            (
-                f"t.{k} IS NOT NULL AND row_number() OVER (PARTITION BY t.{k}, t._reason IS NULL "
-                "ORDER BY t._file, t._row) > 1",
-                "duplicate_key",
-            )
+        # The repeats, found on the key and row number alone: a window over whole rows holds them all.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _acrm_repeats AS SELECT _file, _row FROM (SELECT _file, _row, "
+            f"row_number() OVER (PARTITION BY {k}, _reason IS NULL ORDER BY _file, _row) AS n FROM _acrm_typed "
+            f"WHERE {k} IS NOT NULL) WHERE n > 1"
         )
+        later.append(("_r._row IS NOT NULL", "duplicate_key"))
     joins, misses = [], []
+    if spec.unique_key:
+        joins.append("LEFT JOIN _acrm_repeats _r ON _r._file = t._file AND _r._row = t._row")
     for i, col, parent, parent_col in checked_parents(spec, landing_dir):
         alias = f"_p{i}"
         pc = ident(parent_col)
@@ -639,7 +651,8 @@ def _classify(
         f"FROM _acrm_typed t {' '.join(joins)})"
     )
     con.execute("DROP VIEW _acrm_typed")
-    con.execute("DROP TABLE _acrm_stage")  # classified holds every staged row: its count is rows_read
+    con.execute("DROP TABLE IF EXISTS _acrm_repeats")
+    _drop_reads(con)  # classified holds every staged row: its count is rows_read
 
 
 ORPHANS_DDL = f"""
