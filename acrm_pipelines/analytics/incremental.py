@@ -7,8 +7,8 @@ rows: a touch comes before its order and a first time is fixed once it happened,
 any later day, and the as-of day's tables (order_attribution, campaign_funnel, cohort_retention) cut them.
 So unlike the features (features/incremental.py) the day does not matter: a build is incremental when the last
 analytics build was recorded with the same dbt code and attribution windows, and raw orders and messages have
-only had rows appended since. The record is removed before a build and written after it succeeds, so a failed, killed or
-partial build makes the next one full.
+only had rows appended since. The record is removed before a build and written after it succeeds, so a failed,
+killed or partial build makes the next one full.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ DDL = [
 
 @dataclass(frozen=True)
 class Plan:
+    code: str  # the dbt project's hash (features/incremental.py code_hash, analytics included)
     windows: str  # the attribution windows the build is told, as JSON
     raw: dict[str, tuple[str | None, int]]  # the raw tables when planned: recorded once the build succeeded
     since: dict[str, int] | None = None  # each raw table's rows at the recorded build, when incremental
@@ -52,21 +53,21 @@ class Plan:
 
 def plan(con: duckdb.DuckDBPyConnection, windows: dict[str, Any]) -> Plan:
     """How the incremental models are built, from what the file holds."""
-    key = json.dumps(windows, sort_keys=True)
+    code, key = code_hash(analytics=True), json.dumps(windows, sort_keys=True)
     now = inputs(con, TABLES)
     if not table_exists(con, *BUILDS.split(".")):
-        return Plan(key, now, reason="no analytics build is recorded")
+        return Plan(code, key, now, reason="no analytics build is recorded")
     recorded = con.execute(f"SELECT code, windows, table_name, base, rows FROM {BUILDS}").fetchall()
     if not recorded:
-        return Plan(key, now, reason="the last analytics build did not finish, or built part of them")
-    if recorded[0][0] != code_hash(analytics=True):
-        return Plan(key, now, reason="the dbt project changed since the last build")
+        return Plan(code, key, now, reason="the last analytics build did not finish, or built part of them")
+    if recorded[0][0] != code:
+        return Plan(code, key, now, reason="the dbt project changed since the last build")
     if recorded[0][1] != key:
-        return Plan(key, now, reason="the attribution windows changed since the last build")
+        return Plan(code, key, now, reason="the attribution windows changed since the last build")
     then = {table: (base, rows) for _, _, table, base, rows in recorded}
     if reason := not_appended(then, now):
-        return Plan(key, now, reason=reason)
-    return Plan(key, now, since={table: then[table][1] for table in TABLES})
+        return Plan(code, key, now, reason=reason)
+    return Plan(code, key, now, since={table: then[table][1] for table in TABLES})
 
 
 def forget(con: duckdb.DuckDBPyConnection) -> None:
@@ -77,12 +78,12 @@ def forget(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def record(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
-    """After a build of both models succeeded: what the next one starts from (the raw rows it was planned on;
-    rows appended meanwhile are read again, which changes nothing)."""
+    """After a build of all the incremental models succeeded: what the next one starts from (the raw rows it was
+    planned on; rows appended meanwhile are read again, which changes nothing)."""
     con.begin()
     con.execute(f"DELETE FROM {BUILDS}")
     con.executemany(
         f"INSERT INTO {BUILDS} VALUES (?, ?, ?, ?, ?)",
-        [[code_hash(analytics=True), plan.windows, table, base, rows] for table, (base, rows) in plan.raw.items()],
+        [[plan.code, plan.windows, table, base, rows] for table, (base, rows) in plan.raw.items()],
     )
     con.commit()

@@ -64,7 +64,7 @@ class AnalyticsComponent(DailyDbtComponent):
             elif isinstance(event, Output) and event.output_name in INCREMENTAL_OUTPUTS:
                 event = event.with_metadata({**event.metadata, **how})
             yield event
-        if selected == incremental.MODELS:  # both built: the next build may start from them
+        if selected == incremental.MODELS:  # all built: the next build may start from them
             with duckdb.get_connection() as con:
                 incremental.record(con, plan)
         finished(invocation, duckdb.database)
