@@ -25,7 +25,9 @@ by hand from docs/analytics.md:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
 from datetime import date
 from decimal import Decimal
@@ -34,6 +36,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import AssetKey, DagsterInstance
+
+from acrm_pipelines.wiring.resources import DuckDBFile
 
 AS_OF = date(2025, 3, 10)
 
@@ -205,8 +209,42 @@ def next_day(hand_run, tmp_path_factory, make_settings, run_pipeline) -> tuple[P
     settings = make_settings(tmp, tmp / "landing", db=tmp / db.name)
     settings = dataclasses.replace(settings, segments_dir=tmp / "segments", exports_dir=tmp / "exports")
     instance = DagsterInstance.ephemeral()
-    run_pipeline(settings, NEXT_DAY.isoformat(), instance)
+    with pytest.MonkeyPatch.context() as patch:  # every connection the run opens, and whether dbt was running
+        patch.setattr(DuckDBFile, "get_connection", _watched(DuckDBFile.get_connection))
+        run_pipeline(settings, NEXT_DAY.isoformat(), instance)
     return settings.duckdb_path, instance
+
+
+CONNECTIONS: list[bool] = []  # per connection the next day's run opened: was a dbt child of this process alive
+
+
+def _dbt_children() -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"dbt" in (stat.parent / "cmdline").read_bytes():
+                return True
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return False
+
+
+def _watched(get_connection):
+    @contextlib.contextmanager
+    def watched(self):
+        CONNECTIONS.append(_dbt_children())
+        with get_connection(self) as con:
+            yield con
+
+    return watched
+
+
+def test_no_connection_waits_on_a_running_dbt(next_day) -> None:
+    """dbt holds the DuckDB file while it builds: the steps read the file before it starts or after it has exited
+    (the analytics tables in the funnel's metadata too), never in between, where a connection waits for the lock
+    and, on a long build, gives up (a 10M first day failed so)."""
+    assert len(CONNECTIONS) > 10  # the run's steps connected, through the watched resource
+    assert not any(CONNECTIONS)
 
 
 def test_the_next_night_attributes_a_late_message_from_the_stored_rows(next_day) -> None:

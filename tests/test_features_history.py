@@ -3,12 +3,13 @@ back exactly as that day built alone on a fresh DuckDB file would have it, featu
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import DagsterInstance
+from dagster import AssetKey, AssetSelection, DagsterInstance
 
 from acrm_pipelines.automation.runner import backfill
 from acrm_pipelines.definitions import build_definitions
@@ -83,8 +84,6 @@ def test_segments_of_a_past_day_read_that_days_features(
 ) -> None:
     """After a later day was built, a segments-only run of an earlier partition evaluates on the earlier
     day's features (not the current table), and records the same membership as the whole run did."""
-    from dagster import AssetKey
-
     settings = make_settings(tmp_path, demo_landing)
     defs = build_definitions(settings)
     instance = DagsterInstance.ephemeral()
@@ -133,3 +132,97 @@ def test_a_day_of_no_change_is_still_built(tmp_path: Path, write_csv, make_setti
     assert rows == [("a", date(2024, 6, 1), None), ("b", date(2024, 6, 1), None)]
     # The calendar features are computed for the day read: 2024-01-05 + 149 days = 2024-06-02.
     assert on_day == [("a", date(2024, 6, 2), 149, 153), ("b", date(2024, 6, 2), None, 153)]
+
+
+def _bonus(landing: Path, name: str, customer_id: str, points: int) -> None:
+    """A bonus file appended to the landing, its one row dated long before every built day."""
+    row = {"customer_id": customer_id, "occurred_at": "2023-03-03 08:00:00", "points": points, "reason": "late"}
+    pd.DataFrame([row]).to_csv(landing / "bonus_transactions" / name, index=False)
+
+
+def _build_of(instance: DagsterInstance) -> tuple[str, str]:
+    event = instance.get_latest_materialization_event(AssetKey("customer_features"))
+    return event.asset_materialization.metadata["build"].value, event.asset_materialization.metadata["built_from"].value
+
+
+def _points(settings, customer_id: str, day: date) -> float:
+    """A customer's bonus balance on `day`, summed from the loaded rows."""
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(
+            "SELECT sum(points) FROM raw.bonus_transactions WHERE customer_id = ? AND occurred_at < ?",
+            [customer_id, day + timedelta(days=1)],
+        ).fetchone()[0]
+
+
+def _quiet_customer(settings, day: date) -> str:
+    """A customer without a completed order (no RFM score) and without a row of any kind in the 400 days
+    before `day` and after it (so in no window whose start or end moves)."""
+    since = day - timedelta(days=400)
+    timed = (("orders", "ordered_at"), ("events", "occurred_at"), ("bonus_transactions", "occurred_at"))
+    recent = " UNION ".join(f"SELECT customer_id FROM raw.{t} WHERE {c} >= DATE '{since}'" for t, c in timed)
+    sent = " OR ".join(
+        f"{c} >= DATE '{since}'" for c in ("sent_at", "opened_at", "clicked_at", "complained_at", "unsubscribed_at")
+    )
+    recent += f" UNION SELECT customer_id FROM raw.messages WHERE {sent}"
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(
+            f"""SELECT customer_id FROM marts.customer_features
+            WHERE orders_count = 0 AND registered_at < DATE '{since}' AND customer_id NOT IN ({recent})
+            ORDER BY customer_id LIMIT 1"""
+        ).fetchone()[0]
+
+
+def _read_back(settings, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The day's features as the history reads them back, and as just built."""
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return _features(con, f"marts.customer_features_on(DATE '{day}')"), _features(con, "marts.customer_features")
+
+
+def test_the_history_compares_every_customer_unless_it_holds_the_day_built_from(
+    demo_landing: Path, tmp_path: Path, make_settings, run_pipeline
+) -> None:
+    """An incremental build hands the history only the customers that can have changed (the affected ones and
+    those whose RFM scores moved) when the history's interval covering the day is the stored build's row for
+    everyone else. Not so, and every customer is compared, when a day was built in between (a backfill after
+    late rows) or the build it started from did not write the history (a refresh of the features alone)."""
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_landing, landing)
+    settings, instance = make_settings(tmp_path / "db", landing), DagsterInstance.ephemeral()
+    early, late = DAYS[0], DAYS[-1]
+    run_pipeline(settings, late.isoformat(), instance)
+    before = _read_back(settings, late)[1].set_index("customer_id")["bonus_balance"]
+
+    # Late rows, then a backfill of an earlier day (which reads them), then the later day again: incremental from
+    # the backfilled day, whose stored row of C00000030 holds the late points while the history's day does not.
+    _bonus(landing, "part-99001-late.csv", "C00000030", 5000)
+    run_pipeline(settings, early.isoformat(), instance)
+    run_pipeline(settings, late.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(early))
+    history, built = _read_back(settings, late)
+    pd.testing.assert_frame_equal(history, built, obj=f"history of {late} after a backfill")
+    assert built.set_index("customer_id").loc["C00000030", "bonus_balance"] == _points(settings, "C00000030", late)
+    assert _points(settings, "C00000030", late) == before["C00000030"] + 5000  # the late row counts
+
+    # A late row loaded by a build of the features without their history (as a refresh job runs them), then the
+    # next night: incremental from that build, whose row of a quiet customer (nothing the night recomputes them
+    # for, no RFM score to move) the history does not hold.
+    quiet = _quiet_customer(settings, late)
+    _bonus(landing, "part-99002-late.csv", quiet, 700)
+    facts = [AssetKey(f"fct_{t}") for t in ("orders", "order_lines", "events", "messages", "bonus_transactions")]
+    defs = build_definitions(settings)
+    selection = AssetSelection.assets(AssetKey("customer_features"), *facts).upstream()
+    keys = selection.resolve(defs.resolve_asset_graph())
+    assert AssetKey("customer_features_history") not in keys
+    result = defs.resolve_job_def("acrm_daily").execute_in_process(
+        partition_key=late.isoformat(), asset_selection=list(keys), instance=instance
+    )
+    assert result.success
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT as_of, history FROM features.builds").fetchall() == [(late, False)]
+    night = late + timedelta(days=1)
+    run_pipeline(settings, night.isoformat(), instance)
+    assert _build_of(instance) == ("incremental", str(late))
+    history, built = _read_back(settings, night)
+    pd.testing.assert_frame_equal(history, built, obj=f"history of {night} after the features alone")
+    assert built.set_index("customer_id").loc[quiet, "bonus_balance"] == _points(settings, quiet, night)
+    assert _points(settings, quiet, late) == before[quiet] + 700  # the late row counts

@@ -56,14 +56,23 @@ class AnalyticsComponent(DailyDbtComponent):
         run_vars = {"as_of": context.partition_key, **windows, **plan.dbt_vars()}
         invocation = build(dbt, context, ["build"], duckdb.database, run_vars)
         how = {"build": "incremental" if plan.since is not None else "full", "built_from": plan.reason or "last build"}
+        # The tables in the metadata are read once dbt has exited: while it builds it holds the file, and at 10M
+        # customers the models after the funnel held it longer than the resource waits for a connection.
+        held: list = []  # from the first output that needs them on, in order
         for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v
-            if isinstance(event, Output) and event.output_name in OUTPUTS:
-                with duckdb.get_connection() as con:
-                    extra = OUTPUTS[event.output_name](con, context.partition_key)
-                event = event.with_metadata({**event.metadata, **extra})
-            elif isinstance(event, Output) and event.output_name in INCREMENTAL_OUTPUTS:
+            if isinstance(event, Output) and event.output_name in INCREMENTAL_OUTPUTS:
                 event = event.with_metadata({**event.metadata, **how})
-            yield event
+            if held or (isinstance(event, Output) and event.output_name in OUTPUTS):
+                held.append(event)
+            else:
+                yield event
+        if held:
+            with duckdb.get_connection() as con:
+                for event in held:
+                    if isinstance(event, Output) and event.output_name in OUTPUTS:
+                        extra = OUTPUTS[event.output_name](con, context.partition_key)
+                        event = event.with_metadata({**event.metadata, **extra})
+                    yield event
         if selected == incremental.MODELS:  # all built: the next build may start from them
             with duckdb.get_connection() as con:
                 incremental.record(con, plan)

@@ -28,6 +28,7 @@ from acrm_pipelines.spark import spark_env
 from acrm_pipelines.terminal import routed
 
 FEATURES_KEY = AssetKey(FEATURES_MODEL)
+HISTORY_KEYS = {AssetKey(f"{FEATURES_MODEL}_history"), AssetKey(f"{FEATURES_MODEL}_dates")}
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ def build_partition(
         )
     elif FEATURES_KEY in context.selected_asset_keys:  # dbt has finished: the file is free again
         with duckdb.get_connection() as con:
-            incremental.record(con, as_of)
+            # With its history, the next build may hand the history its changed customers alone.
+            incremental.record(con, as_of, history=context.selected_asset_keys >= HISTORY_KEYS)
             if plan.since:
                 context.log.info(f"features of {as_of}: {incremental.affected(con):,} customers recomputed")
     finished(invocation, duckdb.database, engine)

@@ -27,6 +27,8 @@ DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
     f"""CREATE TABLE IF NOT EXISTS {BUILDS} (
         as_of DATE NOT NULL, code VARCHAR NOT NULL, table_name VARCHAR NOT NULL, base VARCHAR, rows BIGINT NOT NULL)""",
+    # Whether the build wrote the history too (a file recorded before this column: no).
+    f"ALTER TABLE {BUILDS} ADD COLUMN IF NOT EXISTS history BOOLEAN",
 ]
 # The raw tables the features read (products only through the order lines: its base alone matters).
 TABLES = ("customers", "orders", "order_lines", "products", "events", "messages", "bonus_transactions")
@@ -42,11 +44,14 @@ class Plan:
     reason: str = ""  # why the build is a full one
     rows: dict[str, int] = field(default_factory=dict)  # each raw table's rows at the stored build
     raw_unchanged: bool = False  # incremental, and not one raw row added since the stored build
+    history: bool = False  # incremental, and the stored build wrote the history too
 
     def dbt_vars(self) -> dict[str, Any]:
         out: dict[str, Any] = {"as_of": self.as_of.isoformat()}
         if self.since is not None:
             out |= {"features_since": self.since.isoformat(), "features_rows": self.rows}
+            # The history may then be handed the changed customers alone (macros/features_history.sql).
+            out |= {"features_history": True} if self.history else {}
         return out
 
     def excluded(self) -> list[str]:
@@ -82,6 +87,16 @@ def _exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
     return table_exists(con, *relation.split("."))
 
 
+def _has_history_column(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the record says if each build wrote the history (not in a file recorded before it did)."""
+    schema, table = BUILDS.split(".")
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+        [schema, table, "history"],
+    ).fetchone()[0]
+    return bool(found)
+
+
 def inputs(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = TABLES) -> dict[str, tuple[str | None, int]]:
     """Per raw table: (the base of its load, its rows now); (None, 0) when it is not loaded."""
     bases: dict[str, str | None] = {}
@@ -106,6 +121,7 @@ def plan(con: duckdb.DuckDBPyConnection, as_of: date) -> Plan:
     if not _exists(con, BUILDS) or not _exists(con, FEATURES):
         return Plan(as_of, reason="no features are stored yet")
     recorded = con.execute(f"SELECT as_of, code, table_name, base, rows FROM {BUILDS}").fetchall()
+    history = _has_history_column(con) and bool(con.execute(f"SELECT bool_and(history) FROM {BUILDS}").fetchone()[0])
     stored = con.execute(f"SELECT max(as_of) FROM {FEATURES}").fetchone()[0]
     if not recorded or stored is None or {r[0] for r in recorded} != {stored}:
         return Plan(as_of, reason=f"the stored features (of {stored}) are not those of a recorded build")
@@ -118,7 +134,8 @@ def plan(con: duckdb.DuckDBPyConnection, as_of: date) -> Plan:
     if reason := not_appended(then, now):
         return Plan(as_of, reason=reason)
     unchanged = all(now[table][1] == then[table][1] for table in TABLES)
-    return Plan(as_of, since=stored, rows={table: then[table][1] for table in TABLES}, raw_unchanged=unchanged)
+    rows = {table: then[table][1] for table in TABLES}
+    return Plan(as_of, since=stored, rows=rows, raw_unchanged=unchanged, history=history)
 
 
 def not_appended(then: dict[str, tuple[str | None, int]], now: dict[str, tuple[str | None, int]]) -> str:
@@ -133,16 +150,16 @@ def not_appended(then: dict[str, tuple[str | None, int]], now: dict[str, tuple[s
     return ""
 
 
-def record(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
-    """Note the build of `as_of` just made: what the next one compares with."""
+def record(con: duckdb.DuckDBPyConnection, as_of: date, history: bool) -> None:
+    """Note the build of `as_of` just made: what the next one compares with (`history`: it wrote the history too)."""
     for statement in DDL:
         con.execute(statement)
     now = inputs(con)
     con.begin()
     con.execute(f"DELETE FROM {BUILDS}")
     con.executemany(
-        f"INSERT INTO {BUILDS} VALUES (?, ?, ?, ?, ?)",
-        [[as_of, code_hash(), table, base, rows] for table, (base, rows) in now.items()],
+        f"INSERT INTO {BUILDS} (as_of, code, table_name, base, rows, history) VALUES (?, ?, ?, ?, ?, ?)",
+        [[as_of, code_hash(), table, base, rows, history] for table, (base, rows) in now.items()],
     )
     con.commit()
 

@@ -4,12 +4,38 @@
     {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier='customer_features_dates')) }}
 {%- endmacro %}
 
+{# The RFM scores: stored in the history, and computed for every customer each day (they rank everyone). #}
+{% macro rfm_columns() -%}
+    {{ return(['rfm_r', 'rfm_f', 'rfm_m', 'rfm_score', 'rfm_segment']) }}
+{%- endmacro %}
+
+{# Whether an incremental features build hands the history only the customers that can have changed: when the
+   build it started from wrote the history too (the run var `features_history`, features/incremental.py), and
+   its day (`features_since`) is the latest day the history holds on or before the as-of day. Every other
+   customer's stored row is then the interval covering the as-of day. Otherwise (a day built in between by a
+   backfill, a refresh that built the features alone) every customer is compared. #}
+{% macro history_partial() -%}
+    {%- set since = features_since() -%}
+    {%- set dates = features_dates_relation() -%}
+    {%- if not execute or since is none or dates is none or run_var('features_history') is not true -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set latest = run_query('select max(as_of) = ' ~ since ~ ' from ' ~ dates ~ ' where as_of <= ' ~ as_of()) -%}
+    {{ return(latest.columns[0].values()[0] == true) }}
+{%- endmacro %}
+
+{# The history's rows that hold on `day` (a date expression). #}
+{% macro covering(day) -%}
+    valid_from <= {{ day }} and (valid_to is null or valid_to > {{ day }})
+{%- endmacro %}
+
 {# Incremental strategy of customer_features_history. `temp_relation` holds every customer's features on
    day D. Only the customers whose features differ from the interval covering D change:
      1. an old interval that runs past N (the next built day after D) keeps its values from N on;
      2. the old interval covering D ends at D (or goes, when it started at D: D is built again);
      3. the new values hold from D until N (open when D is the latest day).
-   Every other day reads what it read before. #}
+   Every other day reads what it read before. When `history_partial()`, `temp_relation` holds only the
+   customers that can have changed (the model says which): the others are left as they are. #}
 {% macro get_incremental_validity_intervals_sql(arg_dict) -%}
     {{ return(adapter.dispatch('validity_intervals_sql', 'acrm')(arg_dict)) }}
 {%- endmacro %}
@@ -29,12 +55,14 @@
         if col.name not in ['customer_id', 'valid_from', 'valid_to'] -%}
         {%- do values.append(quote_identifier(col.name)) -%}
     {%- endfor -%}
-    {%- set covering = 'valid_from <= ' ~ day ~ ' and (valid_to is null or valid_to > ' ~ day ~ ')' -%}
+    {%- set covers = covering(day) -%}
+    {%- set some = history_partial() -%}
 
     create or replace temp table acrm_features_changed as
     select coalesce(new.customer_id, old.customer_id) as customer_id, new.customer_id is not null as present
     from {{ temp }} as new
-    full join (select * from {{ target }} where {{ covering }}) as old on old.customer_id = new.customer_id
+    {{ 'left' if some else 'full' }} join (select * from {{ target }} where {{ covers }}) as old
+        on old.customer_id = new.customer_id
     where new.customer_id is null or old.customer_id is null
         or row({% for v in values %}new.{{ v }}{{ ', ' if not loop.last }}{% endfor %})
             is distinct from row({% for v in values %}old.{{ v }}{{ ', ' if not loop.last }}{% endfor %});
@@ -42,14 +70,14 @@
     insert into {{ target }} by name
     select * replace ({{ next_day }} as valid_from)
     from {{ target }}
-    where {{ covering }} and {{ next_day }} is not null and (valid_to is null or valid_to > {{ next_day }})
+    where {{ covers }} and {{ next_day }} is not null and (valid_to is null or valid_to > {{ next_day }})
         and customer_id in (select customer_id from acrm_features_changed);
 
     delete from {{ target }}
     where valid_from = {{ day }} and customer_id in (select customer_id from acrm_features_changed);
 
     update {{ target }} set valid_to = {{ day }}
-    where {{ covering }} and customer_id in (select customer_id from acrm_features_changed);
+    where {{ covers }} and customer_id in (select customer_id from acrm_features_changed);
 
     insert into {{ target }} by name
     select * replace ({{ day }} as valid_from, {{ next_day }} as valid_to)
@@ -86,7 +114,7 @@
         {%- do new_values.append('n.' ~ quote_identifier(col.name) if col.name in temp_columns
             else 'cast(null as ' ~ col.data_type ~ ')') -%}
     {%- endfor -%}
-    {%- set covering = 'valid_from <= ' ~ day ~ ' and (valid_to is null or valid_to > ' ~ day ~ ')' -%}
+    {%- set covers = covering(day) -%}
     {%- set next = target.incorporate(path={'identifier': target.identifier ~ '__next'}) -%}
     {%- do run_query('drop table if exists ' ~ next) -%}
     {%- call statement('acrm_history_next') -%}
@@ -94,7 +122,7 @@
     with changed as (
         select coalesce(n.customer_id, o.customer_id) as customer_id, n.customer_id is not null as present
         from {{ temp }} as n
-        full join (select * from {{ target }} where {{ covering }}) as o on o.customer_id = n.customer_id
+        full join (select * from {{ target }} where {{ covers }}) as o on o.customer_id = n.customer_id
         where n.customer_id is null or o.customer_id is null
             or not (struct({% for v in new_values %}{{ v }}{{ ', ' if not loop.last }}{% endfor %})
                 <=> struct({% for v in values %}o.{{ v }}{{ ', ' if not loop.last }}{% endfor %}))
@@ -104,15 +132,15 @@
         from {{ target }} as t left join changed as c on c.customer_id = t.customer_id
     )
     select customer_id, valid_from, valid_to, {{ values | join(', ') }}
-    from marked where not (acrm_changed and {{ covering }})
+    from marked where not (acrm_changed and {{ covers }})
     union all
     select customer_id, {{ next_day }}, valid_to, {{ values | join(', ') }}
     from marked
-    where acrm_changed and {{ covering }} and {{ next_day }} is not null
+    where acrm_changed and {{ covers }} and {{ next_day }} is not null
         and (valid_to is null or valid_to > {{ next_day }})
     union all
     select customer_id, valid_from, {{ day }}, {{ values | join(', ') }}
-    from marked where acrm_changed and {{ covering }} and valid_from <> {{ day }}
+    from marked where acrm_changed and {{ covers }} and valid_from <> {{ day }}
     union all
     select n.customer_id, {{ day }}, {{ next_day }}, {{ new_values | join(', ') }}
     from {{ temp }} as n inner join changed as c on c.customer_id = n.customer_id
