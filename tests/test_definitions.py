@@ -18,6 +18,9 @@ def test_dbt_args_carry_the_partition_date() -> None:
     since = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7})
     assert since.dbt_vars() == {"as_of": "2025-03-01", "features_since": "2025-02-28", "features_rows": {"orders": 7}}
     assert dbt_build_args(since)[1:] == ["--exclude", "resource_type:unit_test"]
+    # The stored build wrote the history too: dbt may hand the history the changed customers alone.
+    with_history = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7}, history=True)
+    assert with_history.dbt_vars() == {**since.dbt_vars(), "features_history": True}
     same_rows = Plan(date(2025, 3, 1), since=date(2025, 2, 28), rows={"orders": 7}, raw_unchanged=True)
     assert dbt_build_args(same_rows)[1:] == [
         "--exclude",
