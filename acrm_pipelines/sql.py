@@ -22,6 +22,17 @@ def table(schema: str, name: str) -> str:
     return f"{ident(schema)}.{ident(name)}"
 
 
+def columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> dict[str, str]:
+    """The columns of a table or view as the DuckDB file has them: name → SQL type, in table order; empty
+    when there is no such relation."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return dict(rows)
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     # fetchall, not fetchone: DuckDB refuses con.sql() while a result of execute() is not read to its end.
     return bool(

@@ -12,7 +12,7 @@ from datetime import date
 
 import duckdb
 
-from acrm_pipelines.sql import table_exists
+from acrm_pipelines.sql import columns, table_exists
 
 CURRENT = ("marts", "customer_features")
 DATES = "marts.customer_features_dates"
@@ -34,12 +34,7 @@ class Features:
 def feature_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The columns of `marts.customer_features` as the DuckDB file has them (custom_* included): name → SQL
     type, in table order; empty before the first build."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        list(CURRENT),
-    ).fetchall()
-    return dict(rows)
+    return columns(con, *CURRENT)
 
 
 def built_days(con: duckdb.DuckDBPyConnection) -> list[date]:

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from acrm_pipelines.settings import DBT_PROJECT_DIR
-from acrm_pipelines.sql import table_exists
+from acrm_pipelines.sql import columns, table_exists
 
 SCHEMA = "features"
 BUILDS = f"{SCHEMA}.builds"
@@ -89,26 +89,14 @@ def _exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
 
 def _has_history_column(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the record says if each build wrote the history (not in a file recorded before it did)."""
-    schema, table = BUILDS.split(".")
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? AND column_name = ?",
-        [schema, table, "history"],
-    ).fetchone()[0]
-    return bool(found)
+    return "history" in columns(con, *BUILDS.split("."))
 
 
 def inputs(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = TABLES) -> dict[str, tuple[str | None, int]]:
     """Per raw table: (the base of its load, its rows now); (None, 0) when it is not loaded."""
     bases: dict[str, str | None] = {}
-    if _exists(con, "raw.loads"):
-        columns = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'loads'"
-            ).fetchall()
-        }
-        if "base" in columns:
-            bases = dict(con.execute("SELECT table_name, base FROM raw.loads").fetchall())
+    if "base" in columns(con, "raw", "loads"):  # not in a file loaded before loads had a base
+        bases = dict(con.execute("SELECT table_name, base FROM raw.loads").fetchall())
     out = {}
     for table in tables:
         rows = con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0] if _exists(con, f"raw.{table}") else 0

@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from acrm_pipelines.segments.compile import FEATURES, KEY, SOURCE_TABLES, WIDE, Aggregate, col, literal, table
 from acrm_pipelines.segments.dates import cutoff
+from acrm_pipelines.sql import columns as sql_columns
 from acrm_pipelines.sql import table_exists
 
 ROWS = "_acrm_rows"
@@ -302,11 +303,7 @@ def _measure(agg: Aggregate) -> str | None:
 
 def _column_types(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
     schema, tbl, _ = SOURCE_TABLES[name]
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, tbl],
-    ).fetchall()
-    return {c: t.upper() for c, t in rows}
+    return {c: t.upper() for c, t in sql_columns(con, schema, tbl).items()}
 
 
 def _scale(sql_type: str) -> int:
