@@ -26,7 +26,7 @@ from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.components.segments import segment_key
 from acrm_pipelines.components.specs import specs
-from acrm_pipelines.exports.audience import LOG, suppressed_sent_sql
+from acrm_pipelines.exports.audience import LOG, suppressed_sent
 from acrm_pipelines.exports.run import hold_export, not_sent_reason, run_export
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.exports.validate import ExportSet
@@ -90,11 +90,8 @@ def build_export_check(export: Export, partitions_def):
     )
     def _check(context, duckdb: DuckDBResource) -> AssetCheckResult:
         as_of = date.fromisoformat(context.partition_key)
-        params: list = [export.segment.segment, as_of, export.key, as_of]
-        if export.hold_out_arm:
-            params.append(export.hold_out_arm)
         with duckdb.get_connection() as con:
-            wrong = con.execute(suppressed_sent_sql(export), params).fetchone()[0]
+            wrong = suppressed_sent(con, export, as_of)
             sent = con.execute(
                 f"SELECT count(*) FROM {LOG}.deliveries WHERE export_key = ? AND as_of = ? AND status = 'sent'",
                 [export.key, as_of],

@@ -17,7 +17,7 @@ import pyarrow as pa
 from acrm_pipelines.exports.spec import Export
 from acrm_pipelines.features.history import feature_columns
 from acrm_pipelines.segments.dates import cutoff, window_start
-from acrm_pipelines.segments.members import segment_members_sql
+from acrm_pipelines.segments.members import arm_recorded, segment_members_sql
 from acrm_pipelines.sql import ident, lit
 
 # channel -> (consent column or None, opt-out columns): what suppresses a customer on that channel.
@@ -206,17 +206,34 @@ def contacts_sql(with_log: bool = True) -> str:
         GROUP BY 1"""
 
 
-def suppressed_sent_sql(export: Export) -> str:
-    """Customers logged as sent on the date who had no consent, opted out, or were in the hold-out arm."""
+def suppressed_sent(con: duckdb.DuckDBPyConnection, export: Export, as_of: date) -> int:
+    """How many customers the log has as sent on the date who had no consent, opted out, or were in the
+    hold-out arm: recomputed from the features and the stored memberships, not from the log's decisions.
+    The members (expanded from the snapshots: ~4 s of a 10M-member segment) are read only when some
+    snapshot or change of the segment names the hold-out arm; otherwise no member can be in it."""
+    arm = export.hold_out_arm
+    assert export.segment is not None
+    hold_out = bool(arm) and arm_recorded(con, export.segment.segment, as_of, arm)
+    members = [export.segment.segment, as_of] if hold_out else []
+    params = [*members, export.key, as_of, *([arm] if hold_out else [])]
+    return int(con.execute(suppressed_sent_sql(export, hold_out), params).fetchall()[0][0])
+
+
+def suppressed_sent_sql(export: Export, hold_out: bool = True) -> str:
+    """Customers logged as sent on the date who had no consent, opted out, or (with `hold_out`) were in the
+    hold-out arm. Parameters: with `hold_out`, the segment key and the day; then the export key, the day;
+    then, with `hold_out`, the arm."""
     consent, opt_outs = CHANNEL_RULES[export.channel]
     bad = ["f.customer_id IS NULL"]
     if consent:
         bad.append(f"NOT coalesce(f.{consent}, false)")
     bad += [f"coalesce(f.{c}, false)" for c in opt_outs]
-    if export.hold_out_arm:
+    members = ""
+    if hold_out and export.hold_out_arm:
         bad.append("m.arm = ?")
+        members = f"LEFT JOIN ({segment_members_sql()}) m ON m.customer_id = d.customer_id"
     return f"""
         SELECT count(*) FROM {LOG}.deliveries d
         LEFT JOIN marts.customer_features f ON f.customer_id = d.customer_id
-        LEFT JOIN ({segment_members_sql()}) m ON m.customer_id = d.customer_id
+        {members}
         WHERE d.export_key = ? AND d.as_of = ? AND d.status = 'sent' AND ({" OR ".join(bad)})"""

@@ -93,6 +93,17 @@ def segment_members_sql(source: str = snapshots.TABLE) -> str:
     return members_sql("SELECT ?::VARCHAR AS segment_key, ?::DATE AS day", source=source)
 
 
+def arm_recorded(con: duckdb.DuckDBPyConnection, segment_key: str, day: date, arm: str) -> bool:
+    """Whether any member of the segment can be in `arm` on `day`: `members_sql` takes each member's arm from
+    the snapshots and changes on or before the day, so one of them must name it."""
+    found = con.execute(
+        f"""SELECT EXISTS (SELECT 1 FROM {snapshots.TABLE} WHERE segment_key = ? AND as_of <= ? AND arm = ?)
+            OR EXISTS (SELECT 1 FROM {SCHEMA}.changes WHERE segment_key = ? AND as_of <= ? AND arm = ?)""",
+        [segment_key, day, arm] * 2,
+    ).fetchall()
+    return bool(found[0][0])
+
+
 def customer_segments_sql(source: str = snapshots.TABLE) -> str:
     """SQL of (segment_key, customer_id, arm): the segments one customer is in on one day.
     Parameters: the customer id, the day."""
