@@ -216,10 +216,10 @@ def suppressed_sent(con: duckdb.DuckDBPyConnection, export: Export, as_of: date)
     hold_out = bool(arm) and arm_recorded(con, export.segment.segment, as_of, arm)
     members = [export.segment.segment, as_of] if hold_out else []
     params = [*members, export.key, as_of, *([arm] if hold_out else [])]
-    return int(con.execute(suppressed_sent_sql(export, hold_out), params).fetchall()[0][0])
+    return int(con.execute(_suppressed_sent_sql(export, hold_out), params).fetchall()[0][0])
 
 
-def suppressed_sent_sql(export: Export, hold_out: bool = True) -> str:
+def _suppressed_sent_sql(export: Export, hold_out: bool) -> str:
     """Customers logged as sent on the date who had no consent, opted out, or (with `hold_out`) were in the
     hold-out arm. Parameters: with `hold_out`, the segment key and the day; then the export key, the day;
     then, with `hold_out`, the arm."""
@@ -229,7 +229,7 @@ def suppressed_sent_sql(export: Export, hold_out: bool = True) -> str:
         bad.append(f"NOT coalesce(f.{consent}, false)")
     bad += [f"coalesce(f.{c}, false)" for c in opt_outs]
     members = ""
-    if hold_out and export.hold_out_arm:
+    if hold_out:
         bad.append("m.arm = ?")
         members = f"LEFT JOIN ({segment_members_sql()}) m ON m.customer_id = d.customer_id"
     return f"""
