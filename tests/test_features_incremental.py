@@ -19,6 +19,7 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
 from acrm_pipelines.automation.runner import RunFailed
+from acrm_pipelines.features import lines
 from acrm_pipelines.features.incremental import plan
 from acrm_pipelines.settings import REPO_ROOT
 from tests.cases.demo import DEMO_END
@@ -121,6 +122,9 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
             r[0] for r in con.execute("SELECT customer_id FROM intermediate.int_customers_affected").fetchall()
         }
     assert set(late) <= recomputed, set(late) - recomputed
+    # The stored order lines had only the night's three lines to add (features/lines.py).
+    assert _lines_plan_of_last_run(instance) == "stored order lines: 3 lines loaded since the last build are added"
+    _assert_lines_joined(settings.duckdb_path)
     assert len(recomputed) < 0.5 * len(day1)  # most customers were kept, not recomputed
 
     fresh = make_settings(tmp_path / "full", landing)
@@ -157,13 +161,43 @@ def test_a_night_built_from_the_stored_features_equals_a_full_build(
     assert all("not_run" not in m for m in _checks_of_last_run(instance, STAGING_CHECK))  # rows were added: run
 
     # And again with no new file (a backfill's later days): the staging tests are not run again, and say so.
+    # Its record of the stored lines is put back to none of them, as a build that failed after adding lines
+    # would leave it: they are all added again and replace themselves, none twice.
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("UPDATE features.lines SET rows = 0 WHERE table_name = 'order_lines'")
+        total = con.execute("SELECT count(*) FROM raw.order_lines").fetchone()[0]
     run_pipeline(settings, DAY2.isoformat(), instance)
+    added = f"stored order lines: {total:,} lines loaded since the last build are added"
+    assert _lines_plan_of_last_run(instance) == added
+    _assert_lines_joined(settings.duckdb_path)
     assert _build_of(instance) == ("incremental", str(DAY2))
     (skipped,) = _checks_of_last_run(instance, STAGING_CHECK)  # once: ours, not also dbt's
     assert skipped["not_run"].startswith(f"not run: no raw row was added since the build of {DAY2}")
     (ran,) = _checks_of_last_run(instance, MART_CHECK)
     assert "not_run" not in ran
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(again.duckdb_path), obj="no new rows")
+
+
+def _lines_plan_of_last_run(instance: DagsterInstance) -> str:
+    """How the latest run built the stored order lines, as its log says."""
+    run_id = instance.get_runs(limit=1)[0].run_id
+    (said,) = [e.user_message for e in instance.all_logs(run_id) if e.user_message.startswith("stored order lines")]
+    return said
+
+
+def _assert_lines_joined(path: Path) -> None:
+    """The stored order lines are every raw line with its order and product, as pandas joins them."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        stored = con.execute("SELECT * FROM intermediate.int_order_lines_all ORDER BY line_row").df()
+        raw = con.execute("SELECT rowid AS line_row, * FROM raw.order_lines").df()
+        orders = con.execute("SELECT order_id, customer_id, ordered_at, status, store_id, channel FROM raw.orders").df()
+        products = con.execute("SELECT product_id, name AS product_name, category, brand FROM raw.products").df()
+    expected = raw.merge(orders, on="order_id").merge(products, on="product_id", how="left")
+    amounts = zip(expected.quantity, expected.price, strict=True)
+    expected["line_amount"] = [None if price is None else int(quantity) * price for quantity, price in amounts]
+    expected = expected[list(stored.columns)].sort_values("line_row", ignore_index=True)
+    assert len(stored) == len(raw)  # every loaded line has its order (the loader's contract)
+    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
 
 
 def _analytics_build_of(instance: DagsterInstance) -> tuple[str, str]:
@@ -228,6 +262,8 @@ def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         assert plan(con, DAY1).reason == f"the stored features are of {DAY2}, a later day"
         assert plan(con, DAY2 + timedelta(days=1)).since == DAY2
+        # The stored order lines are of no day: any day's build (a backfill's too) adds what was loaded since.
+        assert lines.plan(con).rows == con.execute("SELECT count(*) FROM raw.order_lines").fetchone()[0]
 
     # A loaded file rewritten (an order's amount changed): the loader reloads the table in full.
     orders = landing / "orders" / "part-00000.csv"
@@ -236,6 +272,12 @@ def test_a_reloaded_table_or_an_earlier_day_makes_a_full_build(
     frame.to_csv(orders, index=False)
     run_pipeline(settings, (DAY2 + timedelta(days=1)).isoformat(), instance)
     assert _build_of(instance) == ("full", "raw.orders was reloaded in full since the stored build")
+    reloaded = "stored order lines: a full build (raw.orders was reloaded in full since the stored build)"
+    assert _lines_plan_of_last_run(instance) == reloaded
+    _assert_lines_joined(settings.duckdb_path)
+    with duckdb.connect(str(settings.duckdb_path)) as con:  # the model's code as another version recorded it
+        con.execute("UPDATE features.lines SET code = 'another'")
+        assert lines.plan(con).reason == "the model changed since the last build"
     fresh = make_settings(tmp_path / "fresh", landing)
     run_pipeline(fresh, (DAY2 + timedelta(days=1)).isoformat())
     pd.testing.assert_frame_equal(_features(settings.duckdb_path), _features(fresh.duckdb_path))

@@ -20,7 +20,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from acrm_pipelines.components.dbt import Built, DailyDbtComponent
-from acrm_pipelines.features import incremental
+from acrm_pipelines.features import incremental, lines
 from acrm_pipelines.features.dbt import FEATURES_MODEL, STAGING, build, dbt_build_args, finished
 from acrm_pipelines.features.spark_build import duckdb_views, take_features
 from acrm_pipelines.settings import Settings
@@ -28,6 +28,7 @@ from acrm_pipelines.spark import spark_env
 from acrm_pipelines.terminal import routed
 
 FEATURES_KEY = AssetKey(FEATURES_MODEL)
+LINES_KEY = AssetKey(lines.MODEL)
 HISTORY_KEYS = {AssetKey(f"{FEATURES_MODEL}_history"), AssetKey(f"{FEATURES_MODEL}_dates")}
 
 
@@ -74,20 +75,27 @@ def build_partition(
     on_spark = settings.engine == "spark"
     # Incremental only when this run builds the affected customers and the features together, on DuckDB.
     both = {AssetKey("int_customers_affected"), FEATURES_KEY} <= context.selected_asset_keys
+    lines_plan = None  # on Spark, duckdb_views builds the stored order lines after
     if on_spark:  # every customer each day; the history model still adds only the day's changes
         plan = incremental.Plan(as_of, reason="the Spark engine builds in full")
     else:
         with duckdb.get_connection() as con:
             plan = incremental.plan(con, as_of) if both else incremental.Plan(as_of, reason="a partial build")
+            lines_plan = lines.plan(con)
+        context.log.info(lines_plan.describe())
     context.log.info(plan.describe())
     # On Spark, `acrm-dbt` hands the raw tables over and runs dbt beside the session (features/dbt_child.py).
     engine = spark_env(settings) if on_spark else None
-    invocation = build(dbt, context, dbt_build_args(plan), duckdb.database, plan.dbt_vars(), engine)
+    run_vars = plan.dbt_vars() | (lines_plan.dbt_vars() if lines_plan else {})
+    invocation = build(dbt, context, dbt_build_args(plan), duckdb.database, run_vars, engine)
     how = {"build": "incremental" if plan.since else "full", "built_from": str(plan.since or plan.reason)}
     evaluated: set[AssetCheckKey] = set()
+    lines_built = False
     for event in routed(invocation.stream(), context.log.debug):  # dbt's log: the terminal with -v, else debug
         if isinstance(event, Output) and event.output_name == FEATURES_KEY.to_python_identifier():
             event = event.with_metadata({**event.metadata, **how})
+        if isinstance(event, Output) and event.output_name == LINES_KEY.to_python_identifier():
+            lines_built = True
         if isinstance(event, AssetCheckResult):
             evaluated.add(AssetCheckKey(event.asset_key, event.check_name))
         yield event
@@ -106,6 +114,9 @@ def build_partition(
         context.log.info(f"features taken from Spark into the DuckDB file: {taken_rows}")
         finished(invocation, duckdb.database, engine)
         return
+    if lines_plan and lines_built:  # dbt has finished: the file is free again
+        with duckdb.get_connection() as con:
+            lines.record(con, lines_plan)
     # The next build tests only the rows added after this one (macros/test_scope.sql) and may leave the
     # staging tests out: so it builds from this one only if dbt ran every scoped test here (all passed, or the
     # build would have failed), the staging ones excepted when no raw row was added since a build that ran them.

@@ -68,13 +68,14 @@ class Plan:
         return f"features of {self.as_of}: the customers whose rows changed since {self.since}"
 
 
-def code_hash(analytics: bool = False) -> str:
+def code_hash(analytics: bool = False, paths: tuple[str, ...] = ()) -> str:
     """The dbt project's models, macros and settings: a change to any of them makes the next build full. The
     features' leaves out the analytics models (the features build does not run them); the analytics' is of
-    everything (their models read the features' staging views and macros)."""
+    everything (their models read the features' staging views and macros). With `paths` (relative to the
+    project), of those files only."""
     digest = hashlib.sha256()
-    files = [DBT_PROJECT_DIR / "dbt_project.yml"]
-    for folder in ("models", "macros"):
+    files = [DBT_PROJECT_DIR / path for path in paths] or [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in () if paths else ("models", "macros"):
         files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
     if not analytics:
         files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from acrm_pipelines.features import lines
 from acrm_pipelines.features.dbt import FEATURES_MODEL, dbt_executable, environment
 from acrm_pipelines.ingest.to_spark import publish_raw
 from acrm_pipelines.settings import DBT_PROJECT_DIR, Settings
@@ -96,17 +97,21 @@ def duckdb_views(database: str, as_of: date, target_path: Path) -> None:
     """What the DuckDB file's readers need beside the features taken from Spark, for `as_of`: the project's
     views (staging, intermediate, the fact marts: the exports' frequency caps, journeys and analytics read
     them) and `marts.customer_features_on(day)`, the history's reader. Views and a macro: seconds, whatever
-    the data."""
+    the data; and the stored order lines the line views read, appended to as on DuckDB (features/lines.py)."""
+    with duckdb.connect(database) as con:
+        lines_plan = lines.plan(con)
     common = ["--target-path", str(target_path), "--project-dir", str(DBT_PROJECT_DIR)]
     common += ["--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"]
-    views = ["run", "--select", "config.materialized:view", "--exclude", *NOT_ON_SPARK]
-    views += ["--vars", json.dumps({"as_of": as_of.isoformat()})]
+    views = ["run", "--select", "config.materialized:view", lines.MODEL, "--exclude", *NOT_ON_SPARK]
+    views += ["--vars", json.dumps({"as_of": as_of.isoformat()} | lines_plan.dbt_vars())]
     env = {**os.environ, "ACRM_ENGINE": "duckdb", "ACRM_DUCKDB_PATH": database}
     for args in (views, ["run-operation", "create_features_reader_on_duckdb"]):
         done = subprocess.run([dbt_executable(), *args, *common], env=env, capture_output=True, text=True, check=False)
         if done.returncode:
             output = (done.stdout + done.stderr).strip()[-2000:]
             raise SparkBuildFailed(f"`dbt {args[0]}` on the DuckDB file as of {as_of} failed: {output}")
+    with duckdb.connect(database) as con:
+        lines.record(con, lines_plan)
 
 
 def compare_features(duck: pa.Table, spark: pa.Table) -> dict[str, str]:

@@ -84,3 +84,16 @@
 {% macro spark__current_timestamp() -%}
     cast(current_timestamp() as timestamp_ltz)
 {%- endmacro %}
+
+{# How DuckDB runs a CTE that several parts of the query read: `materialized` (computed once and kept) or `not
+   materialized` (inlined into each reader, which then reads only the columns it needs). Spark takes no hint. #}
+{% macro cte_hint(kind) -%}
+    {{ return(adapter.dispatch('cte_hint', 'acrm')(kind)) }}
+{%- endmacro %}
+
+{% macro default__cte_hint(kind) -%}
+{%- endmacro %}
+
+{% macro duckdb__cte_hint(kind) -%}
+    {{ kind }}
+{%- endmacro %}

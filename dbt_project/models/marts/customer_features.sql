@@ -29,7 +29,11 @@ events as (
     select * from {{ ref('int_customer_events_aggregated') }}
 ),
 
-computed as (
+{#- `computed` (the customers recomputed) is kept once; `features` (every customer, 55 columns) is read twice, by the
+    RFM ranks and the final select, and inlined into both rather than kept whole: the RFM then reads 4 columns of
+    the stored rows. Kept whole, at 10M customers it held ~4.4 GB, spilled past an 8 GB memory limit, and the model
+    took 81-110 s instead of 64-70 s (docs/benchmarks.md). #}
+computed as {{ cte_hint('materialized') }} (
     select
         customers.customer_id,
         customers.first_name,
@@ -99,7 +103,7 @@ computed as (
     'cancelled_count', 'returned_count', 'orders_30d', 'amount_30d', 'orders_365d', 'amount_365d',
     'favourite_category', 'favourite_brand', 'favourite_store'] %}
 
-features as (
+features as {{ cte_hint('not materialized') }} (
     select * from computed
     {%- if since is not none %}
     union all

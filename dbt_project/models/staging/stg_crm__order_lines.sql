@@ -1,2 +1,2 @@
-select order_id, product_id, quantity, price, cast(quantity * price as decimal(38, 2)) as line_amount
+select order_id, product_id, quantity, price, {{ line_amount('quantity', 'price') }} as line_amount
 from {{ source('raw', 'order_lines') }}
