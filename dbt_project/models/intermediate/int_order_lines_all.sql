@@ -4,6 +4,9 @@
     the lines from rowid `lines_rows` on are all a build must add. features/lines.py decides and records;
     docs/features.md explains. Without `lines_rows` the build replaces every row. The table is not cut at the
     as-of day (int_order_lines_enriched cuts it), so backfills of any day read it as it is. On Spark, a view. -#}
+{#- The lines are read from the raw table for their rowid, and are those of stg_crm__order_lines: depending on it
+    keeps the staging view, and its tests, upstream of every reader of the lines. #}
+-- depends_on: {{ ref('stg_crm__order_lines') }}
 {%- if target.type == 'duckdb' -%}
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='line_row',
           pre_hook="{{ order_lines_full_rebuild() }}") }}

@@ -8,4 +8,4 @@ select
     count(*) filter (where valid_from = {{ as_of() }}) as changed,
     {{ dbt.current_timestamp() }} as built_at
 from {{ ref('customer_features_history') }}
-where valid_from <= {{ as_of() }} and (valid_to is null or valid_to > {{ as_of() }})
+where {{ covering(as_of()) }}
