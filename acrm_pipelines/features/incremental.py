@@ -73,12 +73,15 @@ def code_hash(analytics: bool = False, paths: tuple[str, ...] = ()) -> str:
     features' leaves out the analytics models (the features build does not run them); the analytics' is of
     everything (their models read the features' staging views and macros). With `paths` (relative to the
     project), of those files only."""
+    if paths:
+        files = [DBT_PROJECT_DIR / path for path in paths]
+    else:
+        files = [DBT_PROJECT_DIR / "dbt_project.yml"]
+        for folder in ("models", "macros"):
+            files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
+        if not analytics:
+            files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]
     digest = hashlib.sha256()
-    files = [DBT_PROJECT_DIR / path for path in paths] or [DBT_PROJECT_DIR / "dbt_project.yml"]
-    for folder in () if paths else ("models", "macros"):
-        files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in {".sql", ".yml"})
-    if not analytics:
-        files = [p for p in files if not p.is_relative_to(DBT_PROJECT_DIR / "models" / "analytics")]
     for path in files:
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

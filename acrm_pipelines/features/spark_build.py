@@ -96,8 +96,9 @@ def take_features(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[st
 def duckdb_views(database: str, as_of: date, target_path: Path) -> None:
     """What the DuckDB file's readers need beside the features taken from Spark, for `as_of`: the project's
     views (staging, intermediate, the fact marts: the exports' frequency caps, journeys and analytics read
-    them) and `marts.customer_features_on(day)`, the history's reader. Views and a macro: seconds, whatever
-    the data; and the stored order lines the line views read, appended to as on DuckDB (features/lines.py)."""
+    them) and `marts.customer_features_on(day)`, the history's reader (views and a macro: seconds, whatever
+    the data); and the stored order lines the line views read, appended to as on DuckDB (features/lines.py:
+    seconds a night, minutes at scale when built in full)."""
     with duckdb.connect(database) as con:
         lines_plan = lines.plan(con)
     common = ["--target-path", str(target_path), "--project-dir", str(DBT_PROJECT_DIR)]
